@@ -1,0 +1,243 @@
+"""The INI configuration file (SPEC §2): defaults for every key, all errors reported at once."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.endpoints import serverFromString
+
+from mizu.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = os.path.join("etc", "mizu.ini")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the data lives: an external DSN, or an embedded server under ``datadir``."""
+
+    dsn: str = ""
+    datadir: str = "var"
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    """The SIP front end: worker 0 listens on ``port``, worker n on ``port + n``."""
+
+    host: str = "0.0.0.0"
+    port: int = 5060
+    workers: int = 2
+    public_address: str = ""
+    max_calls: int = 1000
+    default_gateway: str = ""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP API's listening endpoint."""
+
+    listen: str = "tcp:8080"
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The telnet console's endpoint and accounts (name to plain password or bcrypt hash)."""
+
+    listen: str = "tcp:2323:interface=127.0.0.1"
+    users: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SmppConfig:
+    """The SMPP link to the SMS provider, mizu binding as an ESME."""
+
+    enabled: bool = False
+    host: str = ""
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    bind: str = "transceiver"
+    source_addr: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole, validated configuration; ``path`` is the file it came from, if any."""
+
+    path: str | None = None
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    smpp: SmppConfig = field(default_factory=SmppConfig)
+
+    def restart_required(self, new: Config) -> list[str]:
+        """The settings that differ in ``new`` but cannot change while running."""
+        fixed = [
+            ("database", "dsn"), ("database", "datadir"),
+            ("sip", "host"), ("sip", "port"), ("sip", "workers"),
+            ("http", "listen"), ("console", "listen"),
+        ]
+        changed = []
+        for section, key in fixed:
+            if getattr(getattr(self, section), key) != getattr(getattr(new, section), key):
+                changed.append(f"[{section}] {'listen' if section == 'sip' else key}")
+        return sorted(set(changed))
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off", ""):
+        return False
+    raise ValueError(f"expected yes or no, got {text!r}")
+
+
+def _parse_int(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _parse_endpoint(text: str) -> str:
+    text = text.strip()
+    try:
+        serverFromString(None, text)
+    except Exception as e:  # the endpoint parser raises several types
+        raise ValueError(f"not a Twisted endpoint description ({e}): {text!r}") from None
+    return text
+
+
+def _parse_choice(*choices: str):
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _parse_sip_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host.strip("[]"), _parse_int(1, 65535)(port)
+
+
+def _parse_gateway(text: str) -> str:
+    text = text.strip()
+    if text and not text.startswith(("sip:", "sips:")):
+        raise ValueError(f"expected a SIP URI such as sip:{{number}}@carrier:5060, got {text!r}")
+    return text
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+# section -> key -> (field name, parser)
+_SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
+    "database": {"dsn": ("dsn", _text), "datadir": ("datadir", _text)},
+    "sip": {
+        "listen": ("listen", _parse_sip_listen),
+        "workers": ("workers", _parse_int(1, 64)),
+        "public_address": ("public_address", _text),
+        "max_calls": ("max_calls", _parse_int(1, 1_000_000)),
+        "default_gateway": ("default_gateway", _parse_gateway),
+    },
+    "http": {"listen": ("listen", _parse_endpoint)},
+    "console": {"listen": ("listen", _parse_endpoint)},
+    "smpp": {
+        "enabled": ("enabled", _parse_bool),
+        "host": ("host", _text),
+        "port": ("port", _parse_int(1, 65535)),
+        "system_id": ("system_id", _text),
+        "password": ("password", _text),
+        "system_type": ("system_type", _text),
+        "bind": ("bind", _parse_choice("transceiver", "receiver")),
+        "source_addr": ("source_addr", _text),
+    },
+}
+_SECTIONS = {"database": DatabaseConfig, "sip": SipConfig, "http": HttpConfig,
+             "console": ConsoleConfig, "smpp": SmppConfig}
+
+
+def load_config(path: str | None = None, dsn: str | None = None,
+                datadir: str | None = None) -> Config:
+    """Read ``path`` (or ``etc/mizu.ini`` when present), apply overrides, and validate it all.
+
+    Raises ``ConfigError`` listing every problem, never just the first.
+    """
+    errors: list[str] = []
+    parser = configparser.ConfigParser(
+        interpolation=None, inline_comment_prefixes=(";", "#"), strict=True
+    )
+    parser.optionxform = str  # console user names keep their case
+    source = path
+    if path is None and os.path.exists(DEFAULT_CONFIG_PATH):
+        source = DEFAULT_CONFIG_PATH
+    if source is not None:
+        try:
+            with open(source, encoding="utf-8") as f:
+                parser.read_file(f, source)
+        except OSError as e:
+            raise ConfigError([f"{source}: cannot read: {e.strerror}"]) from None
+        except configparser.Error as e:
+            raise ConfigError([f"{source}: {' '.join(str(e).split())}"]) from None
+
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    users: dict[str, str] = {}
+    for section in parser.sections():
+        if section == "console.users":
+            for name, password in parser.items(section):
+                if not password.strip():
+                    errors.append(f"[console.users] {name}: empty password")
+                users[name] = password.strip()
+            continue
+        schema = _SCHEMA.get(section)
+        if schema is None:
+            errors.append(f"[{section}]: unknown section")
+            continue
+        for key, raw in parser.items(section):
+            entry = schema.get(key.lower())
+            if entry is None:
+                errors.append(f"[{section}] {key}: unknown key")
+                continue
+            name, parse = entry
+            try:
+                values[section][name] = parse(raw)
+            except ValueError as e:
+                errors.append(f"[{section}] {key}: {e}")
+
+    if dsn is not None:
+        values["database"]["dsn"] = dsn.strip()
+    if datadir is not None:
+        values["database"]["datadir"] = datadir.strip()
+    if not values["database"].get("datadir", "var"):
+        errors.append("[database] datadir: must not be empty")
+    if "listen" in values["sip"]:
+        values["sip"]["host"], values["sip"]["port"] = values["sip"].pop("listen")
+    smpp = values["smpp"]
+    if smpp.get("enabled"):
+        for key in ("host", "system_id"):
+            if not smpp.get(key):
+                errors.append(f"[smpp] {key}: required when enabled = yes")
+    if errors:
+        raise ConfigError(errors)
+
+    sections = {name: cls(**values[name]) for name, cls in _SECTIONS.items()}
+    sections["console"] = ConsoleConfig(**values["console"], users=users)
+    return Config(path=source, **sections)
+

@@ -1,0 +1,1 @@
+"""The telnet admin console."""

@@ -1,0 +1,185 @@
+"""The telnet console: login with at most three tries, then one command a line.
+
+Every reply ends with a line ``OK`` or ``ERROR: <reason>``, then the prompt. Commands
+are ``do_<name>`` methods of ``ConsoleProtocol``; their docstrings are the help.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+from collections.abc import Iterable
+
+from twisted.conch import telnet
+from twisted.cred import credentials
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mizu.errors import CommandError, ConfigError, MizuError
+
+log = Logger()
+
+MAX_LOGIN_FAILURES = 3
+MAX_LINE = 4096
+PROMPT = b"mizu> "
+
+
+class LoginProtocol(telnet.AuthenticatingTelnetProtocol):
+    """Username/Password prompts; the connection closes after three failed logins."""
+
+    failures = 0
+
+    def telnet_User(self, line):
+        self.username = line
+        # Hide the password where the client agrees; a client that refuses must not stall.
+        self.transport.will(telnet.ECHO).addErrback(lambda _: None)
+        self.transport.write(b"Password: ")
+        return "Password"
+
+    def telnet_Password(self, line):
+        username, password = self.username, line
+        del self.username
+
+        def login(_):
+            creds = credentials.UsernamePassword(username, password)
+            d = self.portal.login(creds, None, telnet.ITelnetProtocol)
+            d.addCallbacks(self._cbLogin, self._ebLogin)
+
+        defer.maybeDeferred(self.transport.wont, telnet.ECHO).addBoth(login)
+        return "Discard"
+
+    def _ebLogin(self, failure):
+        self.failures += 1
+        peer = self.transport.getPeer()
+        log.warn("console login failed from {host} ({n} of {max})",
+                 host=getattr(peer, "host", peer), n=self.failures, max=MAX_LOGIN_FAILURES)
+        if self.failures >= MAX_LOGIN_FAILURES:
+            self.transport.write(b"\r\nAuthentication failed: too many failures\r\n")
+            self.transport.loseConnection()
+            return
+        super()._ebLogin(failure)
+
+
+@implementer(telnet.ITelnetProtocol)
+class ConsoleProtocol(telnet.TelnetProtocol):
+    """One logged-in console session, driving the server through its public methods."""
+
+    def __init__(self, server, user: str):
+        self.server = server
+        self.user = user
+        self._buffer = b""
+        self._queue: list[str] = []
+        self._busy = False
+        self._closed = False
+
+    def connectionMade(self):
+        log.info("console user {user} logged in", user=self.user)
+        self._write_lines(["mizu console. Type help for the commands."])
+        self.transport.write(PROMPT)
+
+    def connectionLost(self, reason=None):
+        self._closed = True
+
+    def dataReceived(self, data: bytes):
+        self._buffer += data.replace(b"\r\x00", b"\n").replace(b"\r\n", b"\n")
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            self._queue.append(line.rstrip(b"\r").decode("utf-8", "replace"))
+        if len(self._buffer) > MAX_LINE:
+            self._buffer = b""
+            self._queue.append("\x00too-long")
+        self._drain()
+
+    def _drain(self):
+        while self._queue and not self._busy and not self._closed:
+            line = self._queue.pop(0)
+            self._busy = True
+            d = defer.maybeDeferred(self._execute, line)
+            d.addCallbacks(self._reply_ok, self._reply_error)
+            d.addBoth(self._done)
+
+    def _done(self, _):
+        self._busy = False
+        if not self._closed:
+            self.transport.write(PROMPT)
+            self._drain()
+
+    def _execute(self, line: str):
+        if line == "\x00too-long":
+            raise CommandError(f"line longer than {MAX_LINE} characters")
+        try:
+            words = shlex.split(line)
+        except ValueError as e:
+            raise CommandError(f"cannot parse the line: {e}") from None
+        if not words:
+            return []
+        name, args = words[0].lower(), words[1:]
+        handler = getattr(self, f"do_{name}", None)
+        if handler is None:
+            raise CommandError(f"unknown command {words[0]!r}; type help")
+        try:
+            inspect.signature(handler).bind(*args)
+        except TypeError:
+            raise CommandError(f"wrong arguments; usage: {self._doc(name)[0]}") from None
+        return handler(*args)
+
+    def _doc(self, name: str) -> list[str]:
+        doc = getattr(self, f"do_{name}").__doc__ or name
+        return [line.strip() for line in doc.strip().splitlines() if line.strip()]
+
+    def _reply_ok(self, lines: Iterable[str] | None):
+        self._write_lines(list(lines or []) + ["OK"])
+
+    def _reply_error(self, failure):
+        if failure.check(ConfigError):
+            reason = "; ".join(failure.value.errors)
+        elif failure.check(MizuError):
+            reason = str(failure.value)
+        else:
+            log.failure("console command failed", failure)
+            reason = f"internal error: {failure.getErrorMessage()}"
+        self._write_lines([f"ERROR: {reason}"])
+
+    def _write_lines(self, lines: list[str]):
+        if not self._closed:
+            self.transport.write("".join(f"{line}\r\n" for line in lines).encode("utf-8"))
+
+    # -- commands ------------------------------------------------------------------
+
+    def do_help(self, command=None):
+        """help [<command>] -- list the commands, or show how to use one"""
+        if command is not None:
+            if not hasattr(self, f"do_{command.lower()}"):
+                raise CommandError(f"unknown command {command!r}")
+            return self._doc(command.lower())
+        names = sorted(n[3:] for n in dir(self) if n.startswith("do_"))
+        return [self._doc(name)[0] for name in names]
+
+    def do_quit(self):
+        """quit -- end this session"""
+        self._write_lines(["bye", "OK"])
+        self._closed = True
+        self.transport.loseConnection()
+        return defer.Deferred()  # never fires: the session is over
+
+    def do_status(self):
+        """status -- the server, its database and its SIP workers"""
+        return self.server.status_lines()
+
+    def do_reload(self):
+        """reload -- re-read the config file and tb_config; live calls continue"""
+        return self.server.reload()
+
+    @defer.inlineCallbacks
+    def do_config(self, name=None, *value):
+        """config [<name> [<value>]] -- show the global settings, one, or set one at once"""
+        if name is None:
+            return [f"{key} = {val}" for key, val in self.server.settings.items()]
+        if not value:
+            shown = self.server.settings.get(name)
+            if shown is None:
+                raise CommandError(f"no setting named {name!r}")
+            return [f"{name} = {shown}"]
+        settings = yield self.server.set_setting(name, " ".join(value))
+        return [f"{name} = {settings.get(name)}"]

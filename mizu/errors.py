@@ -1,0 +1,44 @@
+"""One root error with protocol-independent codes; each front end maps them to its wire form."""
+
+
+class MizuError(Exception):
+    """Root of every error mizu raises on purpose."""
+
+    code = "error"
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else self.code
+
+
+class ConfigError(MizuError):
+    """A configuration that cannot be used; ``errors`` lists every problem found."""
+
+    code = "config"
+
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = list(errors)
+
+
+class StoreError(MizuError):
+    """The database failed or could not be reached; wraps the driver's error."""
+
+    code = "store"
+
+
+class StoreUnavailable(StoreError):
+    """No live database connection right now; the pool is reconnecting."""
+
+    code = "store-unavailable"
+
+
+class SchemaTooNew(StoreError):
+    """The database schema was written by a newer mizu than this one."""
+
+    code = "schema-too-new"
+
+
+class CommandError(MizuError):
+    """A console command with wrong arguments or one that could not be carried out."""
+
+    code = "command"

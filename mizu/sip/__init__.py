@@ -1,0 +1,1 @@
+"""SIP: pjsua2 worker processes and the bridge the core talks to."""

@@ -1,0 +1,166 @@
+"""Versioned schema migrations, applied in order on start under an advisory lock."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mizu.errors import SchemaTooNew
+
+log = Logger()
+
+# An arbitrary constant: every mizu node migrating the same database takes this lock.
+_LOCK_KEY = 0x6D697A75
+
+_V1 = [
+    """
+    CREATE TABLE tb_user (
+        id            bigserial PRIMARY KEY,
+        username      text NOT NULL UNIQUE,
+        password      text NOT NULL DEFAULT '',
+        pincode       text NOT NULL DEFAULT '',
+        usertype      text NOT NULL DEFAULT 'enduser'
+                      CHECK (usertype IN ('enduser', 'trafficsender')),
+        credit        numeric(16, 4) NOT NULL DEFAULT 0,
+        iscallback    integer NOT NULL DEFAULT 0 CHECK (iscallback >= 0),
+        anumberlookup integer NOT NULL DEFAULT 0 CHECK (anumberlookup IN (0, 1)),
+        ivrid         integer NOT NULL DEFAULT 0 CHECK (ivrid >= 0),
+        authip        text NOT NULL DEFAULT '',
+        callerid      text NOT NULL DEFAULT '',
+        created       timestamptz NOT NULL DEFAULT now()
+    )""",
+    "CREATE UNIQUE INDEX tb_user_pincode ON tb_user (pincode) WHERE pincode <> ''",
+    """
+    CREATE TABLE tb_anumbers (
+        id      bigserial PRIMARY KEY,
+        anumber text NOT NULL UNIQUE,
+        userid  bigint NOT NULL REFERENCES tb_user (id) ON DELETE CASCADE
+    )""",
+    "CREATE INDEX tb_anumbers_userid ON tb_anumbers (userid)",
+    """
+    CREATE TABLE tb_ccampaigns (
+        id        serial PRIMARY KEY,
+        name      text NOT NULL DEFAULT '',
+        ivrscript text NOT NULL DEFAULT 'callback'
+    )""",
+    """
+    CREATE TABLE tb_config (
+        name  text PRIMARY KEY,
+        value text NOT NULL DEFAULT ''
+    )""",
+    """
+    CREATE TABLE tb_rates (
+        id         bigserial PRIMARY KEY,
+        prefix     text NOT NULL,
+        price      numeric(16, 6) NOT NULL DEFAULT 0 CHECK (price >= 0),
+        initblock  integer NOT NULL DEFAULT 60 CHECK (initblock >= 0),
+        increment  integer NOT NULL DEFAULT 60 CHECK (increment >= 1),
+        connectfee numeric(16, 6) NOT NULL DEFAULT 0 CHECK (connectfee >= 0)
+    )""",
+    "CREATE INDEX tb_rates_prefix ON tb_rates (prefix text_pattern_ops)",
+    """
+    CREATE TABLE tb_routes (
+        id      bigserial PRIMARY KEY,
+        prefix  text NOT NULL DEFAULT '',
+        gateway text NOT NULL
+    )""",
+    "CREATE INDEX tb_routes_prefix ON tb_routes (prefix text_pattern_ops)",
+    """
+    CREATE TABLE tb_callbacks (
+        id           bigserial PRIMARY KEY,
+        userid       bigint REFERENCES tb_user (id) ON DELETE SET NULL,
+        anum         text NOT NULL,
+        bnum         text NOT NULL DEFAULT '',
+        source       text NOT NULL DEFAULT 'db'
+                     CHECK (source IN ('ani', 'http', 'web', 'sms', 'console', 'db')),
+        status       text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'calling_a', 'ivr', 'calling_b', 'bridged',
+                                       'completed', 'failed')),
+        reason       text NOT NULL DEFAULT '',
+        accessnumber text NOT NULL DEFAULT '',
+        due          timestamptz NOT NULL DEFAULT now(),
+        node         text NOT NULL DEFAULT '',
+        created      timestamptz NOT NULL DEFAULT now(),
+        updated      timestamptz NOT NULL DEFAULT now()
+    )""",
+    # The dispatcher's queue scan: pending rows by due time.
+    "CREATE INDEX tb_callbacks_pending ON tb_callbacks (due) WHERE status = 'pending'",
+    "CREATE INDEX tb_callbacks_userid ON tb_callbacks (userid, created)",
+    # Wake the dispatcher at once for rows inserted by anyone (the "db check" trigger).
+    """
+    CREATE FUNCTION mizu_notify_callback() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.status = 'pending' THEN
+            PERFORM pg_notify('mizu_callbacks', NEW.id::text);
+        END IF;
+        RETURN NEW;
+    END $$""",
+    """
+    CREATE TRIGGER tb_callbacks_notify AFTER INSERT OR UPDATE OF status ON tb_callbacks
+        FOR EACH ROW EXECUTE FUNCTION mizu_notify_callback()""",
+    """
+    CREATE TABLE tb_cdrs (
+        id             bigserial PRIMARY KEY,
+        callbackid     bigint REFERENCES tb_callbacks (id) ON DELETE SET NULL,
+        userid         bigint REFERENCES tb_user (id) ON DELETE SET NULL,
+        leg            text NOT NULL CHECK (leg IN ('in', 'A', 'B')),
+        caller         text NOT NULL DEFAULT '',
+        callee         text NOT NULL DEFAULT '',
+        accessnumber   text NOT NULL DEFAULT '',
+        starttime      timestamptz NOT NULL DEFAULT now(),
+        answertime     timestamptz,
+        endtime        timestamptz,
+        duration       integer NOT NULL DEFAULT 0,
+        billedduration integer NOT NULL DEFAULT 0,
+        cost           numeric(16, 6) NOT NULL DEFAULT 0,
+        result         text NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX tb_cdrs_callbackid ON tb_cdrs (callbackid)",
+    "CREATE INDEX tb_cdrs_userid ON tb_cdrs (userid, starttime)",
+    "CREATE INDEX tb_cdrs_starttime ON tb_cdrs (starttime)",
+]
+
+# (version, statements); append new versions, never edit an applied one.
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
+LATEST = MIGRATIONS[-1][0]
+
+
+def _migrate(cursor, migrations):
+    """One transaction: lock, read the version, apply what is missing."""
+
+    @defer.inlineCallbacks
+    def run():
+        yield cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        yield cursor.execute(
+            "CREATE TABLE IF NOT EXISTS mizu_schema ("
+            " version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())"
+        )
+        yield cursor.execute("SELECT coalesce(max(version), 0) FROM mizu_schema")
+        (current,) = cursor.fetchone()
+        latest = migrations[-1][0]
+        if current > latest:
+            raise SchemaTooNew(
+                f"the database schema is version {current}, newer than this mizu "
+                f"(which knows up to {latest}); upgrade mizu or use another database"
+            )
+        applied = []
+        for version, statements in migrations:
+            if version <= current:
+                continue
+            for sql in statements:
+                yield cursor.execute(sql)
+            yield cursor.execute("INSERT INTO mizu_schema (version) VALUES (%s)", (version,))
+            applied.append(version)
+        return current, applied
+
+    return run()
+
+
+@defer.inlineCallbacks
+def migrate(pool, migrations=MIGRATIONS):
+    """Bring the schema up to date; fires with the version now in force."""
+    before, applied = yield pool.runInteraction(_migrate, migrations)
+    if applied:
+        log.info("schema migrated from version {before} to {after}",
+                 before=before, after=applied[-1])
+    return applied[-1] if applied else before

@@ -1,0 +1,73 @@
+"""The store service: the embedded or external PostgreSQL, the pool, and the schema."""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from mizu.config import DatabaseConfig
+from mizu.store.config import ConfigTable
+from mizu.store.embedded import EmbeddedPostgres
+from mizu.store.migrations import migrate
+from mizu.store.pool import Pool, redact_dsn
+
+log = Logger()
+
+
+class StoreService(Service):
+    """Starts first and stops last: every other service reads and writes through it."""
+
+    name = "store"
+
+    def __init__(self, config: DatabaseConfig, reactor, pool_size: int = 4):
+        self._config = config
+        self._reactor = reactor
+        self._pool_size = pool_size
+        self.embedded: EmbeddedPostgres | None = None
+        self.pool: Pool | None = None
+        self.schema_version: int | None = None
+        self.config: ConfigTable | None = None
+
+    @property
+    def dsn(self) -> str:
+        """The DSN in use, password redacted."""
+        return redact_dsn(self.pool.dsn) if self.pool else ""
+
+    @defer.inlineCallbacks
+    def startService(self):
+        """Start (embedded) PostgreSQL, connect and migrate; fires when usable."""
+        Service.startService(self)
+        dsn = self._config.dsn
+        if not dsn:
+            self.embedded = EmbeddedPostgres(self._config.datadir)
+            dsn = yield self._in_thread(self.embedded.start)
+            log.info("embedded PostgreSQL running in {pgdata}", pgdata=self.embedded.pgdata)
+        self.pool = Pool(dsn, self._reactor, size=self._pool_size)
+        yield self.pool.start()
+        self.schema_version = yield migrate(self.pool)
+        self.config = ConfigTable(self.pool)
+        log.info("store ready: {dsn}, schema version {version}",
+                 dsn=self.dsn, version=self.schema_version)
+
+    def status_lines(self) -> list[str]:
+        """One line on the database for the console's ``status``."""
+        if self.pool is None:
+            return ["database starting"]
+        live, total = self.pool.stats()
+        kind = f"embedded in {self.embedded.pgdata}" if self.embedded else "external"
+        return [f"database {kind} dsn={self.dsn} schema={self.schema_version} "
+                f"connections={live}/{total}"]
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        """Close the pool, then stop an embedded server."""
+        Service.stopService(self)
+        if self.pool is not None:
+            self.pool.close()
+        if self.embedded is not None:
+            yield self._in_thread(self.embedded.stop)
+            log.info("embedded PostgreSQL stopped")
+
+    def _in_thread(self, f):
+        return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), f)

@@ -1,0 +1,91 @@
+"""``twistd mizu``: command-line options and the service tree."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+
+from twisted.python import usage
+
+from mizu.config import Config, load_config
+from mizu.errors import ConfigError
+
+
+class Options(usage.Options):
+    """Options of ``twistd mizu``; twistd's own (-n, --logfile, --pidfile) come first."""
+
+    synopsis = "[--config PATH] [--db DSN] [--datadir PATH]"
+    optParameters = [
+        ["config", "c", None, "INI file (default: etc/mizu.ini if present)."],
+        ["db", None, None, "PostgreSQL DSN; overrides [database] dsn. Empty: embedded."],
+        ["datadir", None, None, "Data folder; overrides [database] datadir."],
+    ]
+
+
+def _loader(options) -> callable:
+    return lambda: load_config(options["config"], dsn=options["db"], datadir=options["datadir"])
+
+
+def _check_reachable(config: Config) -> None:
+    """Fail fast, before daemonising, when an external database cannot be reached."""
+    if not config.database.dsn:
+        return
+    import psycopg2
+
+    from mizu.store.pool import redact_dsn
+
+    try:
+        psycopg2.connect(config.database.dsn, connect_timeout=10).close()
+    except psycopg2.Error as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SystemExit(
+            f"mizu: cannot connect to database {redact_dsn(config.database.dsn)}: {reason}"
+        ) from None
+
+
+def build(config: Config, load, reactor):
+    """The root service with its children in start order (store, then console)."""
+    from mizu.console.service import ConsoleService
+    from mizu.service import MizuService
+    from mizu.store.service import StoreService
+
+    root = MizuService(config, load, reactor)
+    StoreService(config.database, reactor).setServiceParent(root)
+    ConsoleService(root, config, reactor).setServiceParent(root)
+    return root
+
+
+def _exit_failed() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(1)
+
+
+def makeService(options: Options):
+    """Load and validate the configuration, then build the service tree."""
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    load = _loader(options)
+    try:
+        config = load()
+    except ConfigError as e:
+        raise SystemExit(
+            "mizu: the configuration has errors:\n" + "".join(f"  {m}\n" for m in e.errors)
+        ) from None
+    _check_reachable(config)
+    root = build(config, load, reactor)
+    log = Logger(namespace="mizu")
+
+    def cannot_start(failure):
+        log.critical("mizu cannot start: {reason}", reason=failure.getErrorMessage())
+        atexit.register(_exit_failed)  # twistd exits 0 otherwise
+        if reactor.running:
+            reactor.stop()
+
+    root.whenReady().addErrback(cannot_start)
+    return root
