@@ -55,7 +55,7 @@ class LoginProtocol(telnet.AuthenticatingTelnetProtocol):
         log.warn("console login failed from {host} ({n} of {max})",
                  host=getattr(peer, "host", peer), n=self.failures, max=MAX_LOGIN_FAILURES)
         if self.failures >= MAX_LOGIN_FAILURES:
-            self.transport.write(b"\r\nAuthentication failed: too many failures\r\n")
+            self.transport.write(b"\nAuthentication failed: too many failures\n")
             self.transport.loseConnection()
             return
         super()._ebLogin(failure)
@@ -143,7 +143,8 @@ class ConsoleProtocol(telnet.TelnetProtocol):
 
     def _write_lines(self, lines: list[str]):
         if not self._closed:
-            self.transport.write("".join(f"{line}\r\n" for line in lines).encode("utf-8"))
+            # TelnetTransport turns each \n into CR LF on the wire.
+            self.transport.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
 
     # -- commands ------------------------------------------------------------------
 

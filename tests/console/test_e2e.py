@@ -1,0 +1,216 @@
+"""The console end to end: the real telnet client against a running service tree."""
+
+import os
+import socket
+
+import pytest_twisted
+from twisted.internet import reactor, threads
+
+from mizu.config import load_config
+from mizu.tap import build
+from tests.telnetclient import TelnetSession
+
+
+def write_config(path, users="admin = s3cret\n", extra=""):
+    path.write_text(
+        "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
+        f"[console.users]\n{users}{extra}"
+    )
+
+
+@pytest_twisted.async_yield_fixture
+async def server(tmp_path, database):
+    """A started mizu (store + console) on the test database; stopped afterwards."""
+    path = tmp_path / "mizu.ini"
+    write_config(path)
+
+    def load():
+        return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
+
+    root = build(load(), load, reactor)
+    root.config_path = path
+    root.startService()
+    await root.whenReady()
+    yield root
+    await root.stopService()
+
+
+def in_thread(f, *args):
+    """Blocking telnet work runs in a thread so the in-process server keeps answering."""
+    return threads.deferToThread(f, *args)
+
+
+async def session(server, user="admin", password="s3cret"):
+    t = TelnetSession(server.getServiceNamed("console").port)
+    assert await in_thread(t.login, user, password) == b"prompt"
+    return t
+
+
+def run(t, line):
+    return in_thread(t.command, line)
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_and_status(server):
+    """A configured user logs in; status names the database and ends with OK."""
+    t = await session(server)
+    lines, final = await run(t, "status")
+    assert final == "OK"
+    assert any(line.startswith("mizu 0.1.0 pid=") for line in lines)
+    assert any(line.startswith("database external") and "schema=1" in line
+               and "connections=4/4" in line for line in lines)
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_password_three_times_closes(server):
+    """Wrong credentials are refused; the third failure closes the connection."""
+    t = TelnetSession(server.getServiceNamed("console").port)
+    assert await in_thread(t.login, "admin", "wrong") == b"again"
+    assert await in_thread(t.login, "nobody", "s3cret") == b"again"
+    assert await in_thread(t.login, "admin", "wrong") == b"closed"
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_command_and_wrong_arguments(server):
+    """Bad lines get a precise ERROR and the session goes on."""
+    t = await session(server)
+    assert await run(t, "frobnicate") == ([], "ERROR: unknown command 'frobnicate'; type help")
+    assert await run(t, "status now") == (
+        [], "ERROR: wrong arguments; usage: status -- the server, its database and its "
+            "SIP workers")
+    assert await run(t, 'config "unterminated') == (
+        [], "ERROR: cannot parse the line: No closing quotation")
+    assert await run(t, "config nosuch") == ([], "ERROR: no setting named 'nosuch'")
+    assert (await run(t, ""))[1] == "OK"
+    assert (await run(t, "status"))[1] == "OK"
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_help_lists_commands(server):
+    """help lists every command with its usage; help <cmd> shows one."""
+    t = await session(server)
+    lines, final = await run(t, "help")
+    assert final == "OK"
+    assert [line.split()[0] for line in lines] == ["config", "help", "quit", "reload", "status"]
+    assert await run(t, "help reload") == (
+        ["reload -- re-read the config file and tb_config; live calls continue"], "OK")
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_config_set_and_get_persisted(server, sql):
+    """config <name> <value> writes tb_config and applies at once; bad values change nothing."""
+    t = await session(server)
+    assert await run(t, "config callbackdelay") == (["callbackdelay = 1"], "OK")
+    assert await run(t, "config callbackdelay 2.5") == (["callbackdelay = 2.5"], "OK")
+    assert sql("SELECT value FROM tb_config WHERE name = 'callbackdelay'") == [("2.5",)]
+    assert str(server.settings.callbackdelay) == "2.5"
+    assert await run(t, "config ivrbilling 4") == (
+        [], "ERROR: ivrbilling: expected one of 0, 1, 2, 5, got 4")
+    assert sql("SELECT count(*) FROM tb_config WHERE name = 'ivrbilling'") == [(0,)]
+    assert await run(t, "config greeting hello world") == (["greeting = hello world"], "OK")
+    lines, final = await run(t, "config")
+    assert "anumberhandling = 3" in lines and "greeting = hello world" in lines
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_applies_new_users_and_settings(server, sql):
+    """reload re-reads the file and tb_config; new accounts work at the next login."""
+    write_config(server.config_path, users="admin = s3cret\noperator = n3w\n")
+    sql("INSERT INTO tb_config (name, value) VALUES ('freeivraccess', '2')")
+    t = await session(server)
+    assert await run(t, "reload") == ([], "OK")
+    assert server.settings.freeivraccess == 2
+    (await session(server, "operator", "n3w")).close()
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_with_broken_file_changes_nothing(server, sql):
+    """A broken file or bad tb_config row: ERROR listing each problem, all kept as it was."""
+    t = await session(server)
+    write_config(server.config_path, users="admin = changed\n", extra="[sip]\nworkers = lots\n")
+    sql("INSERT INTO tb_config (name, value) VALUES ('anumberhandling', '9')")
+    lines, final = await run(t, "reload")
+    assert final == ("ERROR: [sip] workers: expected a whole number, got 'lots'; "
+                     "tb_config anumberhandling: expected one of 0, 1, 2, 3, got 9")
+    assert server.settings.anumberhandling == 3
+    assert (await run(t, "status"))[1] == "OK"  # the process lives on
+    (await session(server, "admin", "s3cret")).close()  # the old password still works
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_reports_restart_required(server):
+    """Changing a listen address is reported, not half-applied."""
+    write_config(server.config_path, extra="[http]\nlisten = tcp:9090\n")
+    server.config_path.write_text(server.config_path.read_text().replace(
+        "tcp:0:interface=127.0.0.1", "tcp:2424:interface=127.0.0.1"))
+    t = await session(server)
+    assert await run(t, "reload") == (["restart required: [console] listen changed",
+                                 "restart required: [http] listen changed"], "OK")
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_quit_ends_the_session(server):
+    """quit answers OK and the server closes the connection."""
+    t = await session(server)
+    assert await run(t, "quit") == (["bye"], "OK")
+    assert await in_thread(t.closed)
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_first_start_creates_admin_password(tmp_path, database):
+    """With no users configured, admin's random password is written once, mode 0600."""
+    path = tmp_path / "mizu.ini"
+    path.write_text("[console]\nlisten = tcp:0:interface=127.0.0.1\n")
+    datadir = tmp_path / "var"
+
+    def load():
+        return load_config(str(path), dsn=database, datadir=str(datadir))
+
+    root = build(load(), load, reactor)
+    root.startService()
+    try:
+        await root.whenReady()
+        secret = datadir / "admin-password"
+        assert oct(os.stat(secret).st_mode & 0o777) == "0o600"
+        password = secret.read_text().strip()
+        assert len(password) >= 16
+        (await session(root, "admin", password)).close()
+    finally:
+        await root.stopService()
+    # a second start keeps the same password
+    root = build(load(), load, reactor)
+    assert root.getServiceNamed("console")._users == {"admin": password}
+
+
+def raw_login(port, user, password):
+    """A client like nc that never answers telnet negotiation."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        received = b""
+        for expected, reply in ((b"Username: ", user), (b"Password: ", password),
+                                (b"mizu> ", "status")):
+            while expected not in received:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return received
+                received += chunk
+            received = received.split(expected, 1)[1]
+            s.sendall(reply.encode() + b"\r\n")
+        while b"\r\nOK\r\n" not in received:
+            received += s.recv(4096)
+        return received
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_ignoring_negotiation_still_logs_in(server):
+    """A raw TCP client that ignores WILL ECHO is not left hanging at Password:."""
+    out = await in_thread(raw_login, server.getServiceNamed("console").port, "admin", "s3cret")
+    assert b"database external" in out
