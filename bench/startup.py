@@ -1,0 +1,53 @@
+"""Seconds from launching ``twistd -n mizu`` to "ready", on a fresh datadir and on a reused one.
+
+Usage: python bench/startup.py   (prints one line: startup fresh=<s> second=<s>)
+"""
+
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_once(folder: Path) -> float:
+    """Launch, wait for the ready line, stop with SIGTERM; returns seconds to ready."""
+    config = folder / "mizu.ini"
+    config.write_text(f"[console]\nlisten = tcp:{free_port()}:interface=127.0.0.1\n"
+                      "[console.users]\nadmin = x\n")
+    log = folder / "out.log"
+    began = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*TWISTD, "-n", "--pidfile=", "mizu", "--config", str(config),
+                                 "--datadir", str(folder / "var")], cwd=folder,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while "mizu 0.1.0 ready" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() - began > 120:
+                raise SystemExit(f"twistd did not start:\n{log.read_text()}")
+            time.sleep(0.01)
+        return time.monotonic() - began
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = start_once(Path(tmp))
+        second = start_once(Path(tmp))
+    print(f"startup fresh={fresh:.2f}s second={second:.2f}s")
+
+
+if __name__ == "__main__":
+    main()
