@@ -32,6 +32,7 @@ class SipConfig:
     public_address: str = ""
     max_calls: int = 1000
     default_gateway: str = ""
+    shutdown_grace: int = 30
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,11 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "database": {"dsn": ("dsn", _text), "datadir": ("datadir", _text)},
     "sip": {
         "listen": ("listen", _parse_sip_listen),
-        "workers": ("workers", _parse_int(1, 64)),
+        "workers": ("workers", _parse_int(0, 64)),
         "public_address": ("public_address", _text),
         "max_calls": ("max_calls", _parse_int(1, 1_000_000)),
         "default_gateway": ("default_gateway", _parse_gateway),
+        "shutdown_grace": ("shutdown_grace", _parse_int(0, 3600)),
     },
     "http": {"listen": ("listen", _parse_endpoint)},
     "console": {"listen": ("listen", _parse_endpoint)},

@@ -100,6 +100,15 @@ class MizuService(MultiService):
                 lines += report()
         return lines
 
+    def call_lines(self) -> list[str]:
+        """The ``calls`` report: every live leg."""
+        lines = []
+        for child in self:
+            report = getattr(child, "call_lines", None)
+            if report is not None and child.running:
+                lines += report()
+        return lines
+
     @defer.inlineCallbacks
     def reload(self):
         """Load the config file and tb_config afresh; apply all of it or nothing.

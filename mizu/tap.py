@@ -45,13 +45,20 @@ def _check_reachable(config: Config) -> None:
 
 
 def build(config: Config, load, reactor):
-    """The root service with its children in start order (store, then console)."""
+    """The root service with its children in start order: store, sip, console."""
     from mizu.console.service import ConsoleService
     from mizu.service import MizuService
+    from mizu.sip.bridge import SipBridge
+    from mizu.sip.triage import Triage
     from mizu.store.service import StoreService
 
     root = MizuService(config, load, reactor)
-    StoreService(config.database, reactor).setServiceParent(root)
+    store = StoreService(config.database, reactor)
+    store.setServiceParent(root)
+    if config.sip.workers:
+        bridge = SipBridge(config.sip, reactor)
+        bridge.setIncomingHandler(Triage(store.users, lambda: root.settings, reactor))
+        bridge.setServiceParent(root)
     ConsoleService(root, config, reactor).setServiceParent(root)
     return root
 

@@ -168,6 +168,11 @@ class ConsoleProtocol(telnet.TelnetProtocol):
         """status -- the server, its database and its SIP workers"""
         return self.server.status_lines()
 
+    def do_calls(self):
+        """calls -- the live call legs"""
+        lines = self.server.call_lines()
+        return lines + [f"{len(lines)} live leg(s)"]
+
     def do_reload(self):
         """reload -- re-read the config file and tb_config; live calls continue"""
         return self.server.reload()

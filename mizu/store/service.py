@@ -7,10 +7,12 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from mizu.config import DatabaseConfig
+from mizu.errors import StoreUnavailable
 from mizu.store.config import ConfigTable
 from mizu.store.embedded import EmbeddedPostgres
 from mizu.store.migrations import migrate
 from mizu.store.pool import Pool, redact_dsn
+from mizu.store.users import Users
 
 log = Logger()
 
@@ -27,7 +29,25 @@ class StoreService(Service):
         self.embedded: EmbeddedPostgres | None = None
         self.pool: Pool | None = None
         self.schema_version: int | None = None
-        self.config: ConfigTable | None = None
+        self.config = ConfigTable(self)
+        self.users = Users(self)
+
+    def runQuery(self, sql, params=None):
+        """One statement on the pool; fires with its rows."""
+        return self._live_pool().runQuery(sql, params)
+
+    def runOperation(self, sql, params=None):
+        """One statement on the pool; fires with None."""
+        return self._live_pool().runOperation(sql, params)
+
+    def runInteraction(self, interaction, *args, **kwargs):
+        """A transaction on the pool."""
+        return self._live_pool().runInteraction(interaction, *args, **kwargs)
+
+    def _live_pool(self) -> Pool:
+        if self.pool is None:
+            raise StoreUnavailable("the store has not started")
+        return self.pool
 
     @property
     def dsn(self) -> str:
@@ -46,7 +66,6 @@ class StoreService(Service):
         self.pool = Pool(dsn, self._reactor, size=self._pool_size)
         yield self.pool.start()
         self.schema_version = yield migrate(self.pool)
-        self.config = ConfigTable(self.pool)
         log.info("store ready: {dsn}, schema version {version}",
                  dsn=self.dsn, version=self.schema_version)
 

@@ -11,9 +11,9 @@ from mizu.tap import build
 from tests.telnetclient import TelnetSession
 
 
-def write_config(path, users="admin = s3cret\n", extra=""):
+def write_config(path, users="admin = s3cret\n", extra="", sip="[sip]\nworkers = 0\n"):
     path.write_text(
-        "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
+        f"{sip}[console]\nlisten = tcp:0:interface=127.0.0.1\n"
         f"[console.users]\n{users}{extra}"
     )
 
@@ -94,7 +94,8 @@ async def test_help_lists_commands(server):
     t = await session(server)
     lines, final = await run(t, "help")
     assert final == "OK"
-    assert [line.split()[0] for line in lines] == ["config", "help", "quit", "reload", "status"]
+    assert [line.split()[0] for line in lines] == [
+        "calls", "config", "help", "quit", "reload", "status"]
     assert await run(t, "help reload") == (
         ["reload -- re-read the config file and tb_config; live calls continue"], "OK")
     t.close()
@@ -133,7 +134,7 @@ async def test_reload_applies_new_users_and_settings(server, sql):
 async def test_reload_with_broken_file_changes_nothing(server, sql):
     """A broken file or bad tb_config row: ERROR listing each problem, all kept as it was."""
     t = await session(server)
-    write_config(server.config_path, users="admin = changed\n", extra="[sip]\nworkers = lots\n")
+    write_config(server.config_path, users="admin = changed\n", sip="[sip]\nworkers = lots\n")
     sql("INSERT INTO tb_config (name, value) VALUES ('anumberhandling', '9')")
     lines, final = await run(t, "reload")
     assert final == ("ERROR: [sip] workers: expected a whole number, got 'lots'; "
@@ -169,7 +170,7 @@ async def test_quit_ends_the_session(server):
 async def test_first_start_creates_admin_password(tmp_path, database):
     """With no users configured, admin's random password is written once, mode 0600."""
     path = tmp_path / "mizu.ini"
-    path.write_text("[console]\nlisten = tcp:0:interface=127.0.0.1\n")
+    path.write_text("[sip]\nworkers = 0\n[console]\nlisten = tcp:0:interface=127.0.0.1\n")
     datadir = tmp_path / "var"
 
     def load():

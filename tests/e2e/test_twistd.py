@@ -44,14 +44,17 @@ def wait_for(tmp_path, proc, text, timeout=60.0) -> float:
     pytest.fail(f"{text!r} not seen in {timeout} s:\n{(tmp_path / 'out.log').read_text()}")
 
 
-def console_config(port, users="admin = pw\n"):
-    return f"[console]\nlisten = tcp:{port}:interface=127.0.0.1\n[console.users]\n{users}"
+def console_config(port, users="admin = pw\n", sip="[sip]\nworkers = 0\n"):
+    return (f"{sip}[console]\nlisten = tcp:{port}:interface=127.0.0.1\n"
+            f"[console.users]\n{users}")
 
 
 def test_twistd_runs_on_embedded_postgres_and_stops_on_sigterm(tmp_path):
     """A fresh datadir: PostgreSQL is embedded, the console answers, SIGTERM stops all."""
-    port = free_port()
-    proc = start(tmp_path, "--datadir", str(tmp_path / "var"), config=console_config(port))
+    port, sip_port = free_port(), free_port()
+    sip = f"[sip]\nlisten = 127.0.0.1:{sip_port}\nworkers = 1\n"
+    proc = start(tmp_path, "--datadir", str(tmp_path / "var"),
+                 config=console_config(port, sip=sip))
     try:
         wait_for(tmp_path, proc, "mizu 0.1.0 ready")
         t = TelnetSession(port)
@@ -60,6 +63,9 @@ def test_twistd_runs_on_embedded_postgres_and_stops_on_sigterm(tmp_path):
         assert final == "OK"
         assert any(line.startswith("database embedded in " + str(tmp_path / "var" / "pgdata"))
                    for line in lines)
+        worker = [line for line in lines if line.startswith("sip worker 0 ")]
+        assert len(worker) == 1 and worker[0].endswith(f"port={sip_port} calls=0/4")
+        assert t.command("calls") == (["0 live leg(s)"], "OK")
         assert t.command("reload") == ([], "OK")
         t.close()
         proc.send_signal(signal.SIGTERM)

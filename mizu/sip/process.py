@@ -1,0 +1,132 @@
+"""One pjsua2 worker process as the controller sees it: spawn, AMP link, death."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from mizu.sip import amp as cmd
+
+log = Logger()
+
+
+class ControllerLink(amp.AMP):
+    """The controller's end of the AMP socket: worker events go to ``sink``."""
+
+    def __init__(self, sink):
+        super().__init__()
+        self.sink = sink
+
+    @cmd.Incoming.responder
+    def incoming(self, **invite):
+        self.sink.workerIncoming(**invite)
+        return {}
+
+    @cmd.CallState.responder
+    def call_state(self, leg, state, code, reason):
+        self.sink.workerCallState(leg, state, code, reason)
+        return {}
+
+    @cmd.Dtmf.responder
+    def dtmf(self, leg, digit, method):
+        self.sink.workerDigit(leg, digit, method)
+        return {}
+
+    @cmd.PlayDone.responder
+    def play_done(self, leg):
+        self.sink.workerPlayDone(leg)
+        return {}
+
+
+class WorkerProcess(protocol.ProcessProtocol):
+    """A spawned ``mizu.sip.worker``; ``ended`` fires with the reason when it exits."""
+
+    def __init__(self, index: int, host: str, port: int, public_address: str,
+                 max_calls: int, sink, reactor):
+        self.index, self.host, self.port = index, host, port
+        self.public_address, self.max_calls = public_address, max_calls
+        self.sink = sink
+        self._reactor = reactor
+        self.pid: int | None = None
+        self.capacity = 0
+        self.link: ControllerLink | None = None
+        self.ended = defer.Deferred()
+        self._partial = {1: b"", 2: b""}
+
+    def spawn(self) -> defer.Deferred:
+        """Start the process with an AMP socket on its fd 3; fires once it said Hello."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        args = [sys.executable, "-m", "mizu.sip.worker", "--host", self.host,
+                "--port", str(self.port), "--max-calls", str(self.max_calls), "--fd", "3"]
+        if self.public_address:
+            args += ["--public-address", self.public_address]
+        self._reactor.spawnProcess(self, sys.executable, args, env=os.environ.copy(),
+                                   childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()})
+        theirs.close()
+        self.link = ControllerLink(self.sink)
+        self._reactor.adoptStreamConnection(
+            ours.fileno(), socket.AF_UNIX, protocol.Factory.forProtocol(lambda: self.link))
+        ours.close()
+        d = self.link.callRemote(cmd.Hello)
+        d.addCallback(self._hello)
+        return d
+
+    def _hello(self, info):
+        self.pid, self.capacity = info["pid"], info["capacity"]
+        log.info("sip worker {n} pid={pid} port={port} capacity={capacity}",
+                 n=self.index, pid=self.pid, port=self.port, capacity=self.capacity)
+        return self
+
+    def connectionMade(self):
+        self.pid = self.transport.pid
+        self.transport.closeStdin()
+
+    def childDataReceived(self, fd, data):
+        lines = (self._partial.get(fd, b"") + data).split(b"\n")
+        self._partial[fd] = lines.pop()
+        for line in lines:
+            if line.strip():
+                log.info("sip worker {n}: {line}", n=self.index,
+                         line=line.decode("utf-8", "replace").rstrip())
+
+    def processEnded(self, reason):
+        if self.link is not None and self.link.transport is not None:
+            self.link.transport.loseConnection()
+        log.info("sip worker {n} pid={pid} ended: {reason}", n=self.index, pid=self.pid,
+                 reason=reason.getErrorMessage())
+        self.ended.callback(reason)
+        self.sink.workerEnded(self, reason)
+
+    def call(self, command, **kwargs) -> defer.Deferred:
+        """Send one command to the worker."""
+        if self.link is None or self.link.transport is None:
+            return defer.fail(cmd.WorkerError(f"sip worker {self.index} is not running"))
+        return self.link.callRemote(command, **kwargs)
+
+    def stop(self, grace: float) -> defer.Deferred:
+        """Close the link (the worker then shuts down by itself); SIGKILL after ``grace``."""
+        if self.ended.called:
+            return defer.succeed(None)
+        if self.link is not None and self.link.transport is not None:
+            self.link.transport.loseConnection()
+        killer = self._reactor.callLater(grace, self._kill)
+        done = defer.Deferred()
+
+        def finished(_):
+            if killer.active():
+                killer.cancel()
+            done.callback(None)
+
+        self.ended.addBoth(finished)
+        return done
+
+    def _kill(self):
+        try:
+            self.transport.signalProcess("KILL")
+        except Exception:
+            pass

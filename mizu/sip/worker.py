@@ -1,0 +1,423 @@
+"""A pjsua2 worker process: one Endpoint on one SIP port, driven over AMP on fd 3.
+
+Run by the controller as ``python -m mizu.sip.worker --port N ...``. pjsua2 may abort
+this process (DESIGN.md §2); the controller then replaces it. The rules that keep
+pjsua2 alive are kept here: the Endpoint lives in the reactor thread and is polled,
+this module holds the only strong reference to each ``Call``, and player end-of-file
+(which runs on pjsua's clock thread) only hops back with ``callFromThread``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import socket
+import sys
+
+import pjsua2 as pj
+from twisted.internet import protocol, reactor, task
+from twisted.protocols import amp
+
+from mizu.sip import amp as cmd
+from mizu.sip import sipmsg
+
+POLL_INTERVAL = 0.01
+DECISION_TIMEOUT = 30.0  # an incoming call the controller never decided on
+
+
+def call_capacity() -> int:
+    """pjsua's real call limit (the wheel clamps ``maxCalls`` to its build setting)."""
+    lib = ctypes.CDLL(pj._pjsua2.__file__)
+    return int(lib.pjsua_call_get_max_count())
+
+
+class Player(pj.AudioMediaPlayer):
+    """A WAV player whose end-of-file is reported on the reactor thread."""
+
+    def __init__(self, on_eof):
+        super().__init__()
+        self._on_eof = on_eof
+
+    def onEof2(self):  # pjsua's clock thread: nothing but a hop to the reactor
+        reactor.callFromThread(self._on_eof)
+
+
+class Leg(pj.Call):
+    """One call; its callbacks run in the reactor thread (libHandleEvents)."""
+
+    def __init__(self, engine, name, account, call_id=pj.PJSUA_INVALID_ID):
+        super().__init__(account, call_id)
+        self.engine = engine
+        self.name = name
+        self.player = None
+        self.media_ready = False
+        self.answered = False
+        self.timer = None
+
+    def onCallState(self, prm):
+        self.engine.leg_state(self)
+
+    def onCallMediaState(self, prm):
+        info = self.getInfo()
+        self.media_ready = any(
+            m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+            for m in info.media
+        )
+
+    def onDtmfDigit(self, prm):
+        method = "rfc2833" if prm.method == 0 else "info-relay"
+        self.engine.send(cmd.Dtmf, leg=self.name, digit=prm.digit, method=method)
+
+    def onCallTsxState(self, prm):
+        # pjsua answers INFO application/dtmf with 500 itself; the digit is read here.
+        event = prm.e
+        if event.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        state = event.body.tsxState
+        if state.type != pj.PJSIP_EVENT_RX_MSG or state.tsx.role != pj.PJSIP_ROLE_UAS:
+            return
+        if state.tsx.method != "INFO":
+            return
+        _, headers, body = sipmsg.split_message(state.src.rdata.wholeMsg)
+        content_type = sipmsg.header(headers, "content-type")
+        if content_type.split(";")[0].strip().lower() == "application/dtmf":
+            digit = sipmsg.info_digit(content_type, body)
+            if digit:
+                self.engine.send(cmd.Dtmf, leg=self.name, digit=digit, method="info-dtmf")
+
+
+class Account(pj.Account):
+    """The worker's one account: every incoming INVITE arrives here."""
+
+    def __init__(self, engine):
+        super().__init__()
+        self.engine = engine
+
+    def onIncomingCall(self, prm):
+        self.engine.incoming(self, prm)
+
+
+class Engine:
+    """Owns the pjsua2 Endpoint and every live leg of this worker."""
+
+    def __init__(self, host: str, port: int, public_address: str, max_calls: int):
+        self.host, self.port, self.public_address = host, port, public_address
+        self.legs: dict[str, Leg] = {}
+        self.protocol = None
+        self._counter = 0
+        self.ep = pj.Endpoint()
+        self.ep.libCreate()
+        config = pj.EpConfig()
+        config.uaConfig.threadCnt = 0
+        config.uaConfig.mainThreadOnly = True
+        config.uaConfig.maxCalls = max_calls
+        config.uaConfig.userAgent = "mizu"
+        config.medConfig.threadCnt = 1
+        config.medConfig.sndAutoCloseTime = -1
+        config.medConfig.clockRate = 8000
+        config.medConfig.sndClockRate = 8000
+        config.medConfig.noVad = True
+        config.logConfig.level = 2
+        config.logConfig.consoleLevel = 2
+        self.ep.libInit(config)
+        self.ep.audDevManager().setNullDev()
+        for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
+            transport = pj.TransportConfig()
+            transport.port = port
+            transport.boundAddress = host if host not in ("0.0.0.0", "") else ""
+            if public_address:
+                transport.publicAddress = public_address
+            self.ep.transportCreate(kind, transport)
+        self.ep.libStart()
+        self.capacity = call_capacity()
+        account = pj.AccountConfig()
+        contact_host = public_address or (host if host not in ("0.0.0.0", "") else
+                                          socket.gethostname())
+        account.idUri = f"sip:mizu@{contact_host}:{port}"
+        account.mediaConfig.transportConfig.boundAddress = transport.boundAddress
+        self.account = Account(self)
+        self.account.create(account)
+        self._poller = task.LoopingCall(self.ep.libHandleEvents, 0)
+
+    def start(self):
+        self._poller.start(POLL_INTERVAL)
+
+    def next_name(self) -> str:
+        self._counter += 1
+        return f"w{self.port}-{self._counter}"
+
+    def send(self, command, **kwargs):
+        if self.protocol is not None:
+            self.protocol.callRemote(command, **kwargs)
+
+    def leg(self, name: str) -> Leg:
+        leg = self.legs.get(name)
+        if leg is None:
+            raise cmd.WorkerError(f"no live leg {name}")
+        return leg
+
+    # -- events from pjsua2 ----------------------------------------------------------
+
+    def incoming(self, account, prm):
+        name = self.next_name()
+        leg = Leg(self, name, account, prm.callId)
+        self.legs[name] = leg
+        start, headers, _ = sipmsg.split_message(prm.rdata.wholeMsg)
+        leg.timer = reactor.callLater(DECISION_TIMEOUT, self._undecided, name)
+        self.send(cmd.Incoming, leg=name, request_uri=sipmsg.request_uri(start),
+                  from_uri=sipmsg.header(headers, "from"), to_uri=sipmsg.header(headers, "to"),
+                  pai=sipmsg.header(headers, "p-asserted-identity"),
+                  authorization=sipmsg.header(headers, "authorization"),
+                  call_id=sipmsg.header(headers, "call-id"), source=prm.rdata.srcAddress)
+
+    def _undecided(self, name):
+        leg = self.legs.get(name)
+        if leg is not None and not leg.answered:
+            self._hangup(leg, 500, "no decision")
+
+    def leg_state(self, leg: Leg):
+        info = leg.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_EARLY and info.role == pj.PJSIP_ROLE_UAC:
+            self.send(cmd.CallState, leg=leg.name, state="ringing",
+                      code=info.lastStatusCode, reason=info.lastReason)
+        elif info.state == pj.PJSIP_INV_STATE_CONFIRMED and not leg.answered:
+            leg.answered = True
+            self._cancel_timer(leg)
+            self.send(cmd.CallState, leg=leg.name, state="answered", code=200, reason="OK")
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._cancel_timer(leg)
+            reason = getattr(leg, "end_reason", None) or info.lastReason
+            code = getattr(leg, "end_code", None) or info.lastStatusCode
+            self._stop_player(leg)
+            # The engine held the only strong reference; dropping it frees the Call.
+            self.legs.pop(leg.name, None)
+            self.send(cmd.CallState, leg=leg.name, state="ended", code=code, reason=reason)
+
+    # -- commands from the controller -------------------------------------------------
+
+    def originate(self, leg, uri, caller, headers, ring_timeout):
+        if len(self.legs) >= self.capacity:
+            raise cmd.WorkerFull(f"all {self.capacity} call slots in use")
+        if leg in self.legs:
+            raise cmd.WorkerError(f"leg {leg} exists")
+        call = Leg(self, leg, self.account)
+        prm = pj.CallOpParam(True)
+        if caller:
+            host = self.public_address or f"{self.host}:{self.port}"
+            prm.txOption.localUri = f"sip:{caller}@{host}"
+        prm.txOption.headers = self._headers(headers)
+        self.legs[leg] = call
+        try:
+            call.makeCall(uri, prm)
+        except pj.Error as e:
+            self.legs.pop(leg, None)
+            raise cmd.WorkerError(f"cannot call {uri}: {e.reason}") from None
+        call.timer = reactor.callLater(ring_timeout, self._ring_timeout, leg)
+
+    def _ring_timeout(self, name):
+        leg = self.legs.get(name)
+        if leg is not None and not leg.answered:
+            leg.timer = None
+            self._hangup(leg, 487, "ring timeout")
+
+    @staticmethod
+    def _cancel_timer(leg):
+        if leg.timer is not None and leg.timer.active():
+            leg.timer.cancel()
+        leg.timer = None
+
+    @staticmethod
+    def _headers(lines):
+        vector = pj.SipHeaderVector()
+        for line in lines:
+            name, _, value = line.partition(":")
+            h = pj.SipHeader()
+            h.hName, h.hValue = name.strip(), value.strip()
+            vector.append(h)
+        return vector
+
+    def answer(self, leg):
+        call = self.leg(leg)
+        self._cancel_timer(call)
+        prm = pj.CallOpParam(True)
+        prm.statusCode = 200
+        call.answer(prm)
+
+    def reject(self, leg, code, reason, headers):
+        call = self.leg(leg)
+        self._cancel_timer(call)
+        call.end_code, call.end_reason = code, reason
+        prm = pj.CallOpParam(True)
+        prm.statusCode = code
+        if reason:
+            prm.reason = reason
+        prm.txOption.headers = self._headers(headers)
+        call.hangup(prm)
+
+    def _hangup(self, call, code, reason):
+        call.end_code, call.end_reason = code, reason
+        prm = pj.CallOpParam(True)
+        prm.statusCode = code if not call.answered else 200
+        try:
+            call.hangup(prm)
+        except pj.Error:
+            pass  # already ending
+
+    def hangup(self, leg, code):
+        self._hangup(self.leg(leg), code or 200, "hangup")
+
+    def audio(self, call):
+        if not call.media_ready:
+            raise cmd.WorkerError(f"leg {call.name} has no active audio")
+        return call.getAudioMedia(-1)
+
+    def play(self, leg, path):
+        call = self.leg(leg)
+        media = self.audio(call)
+        self._stop_player(call)
+        player = Player(lambda: self._eof(call.name, player))
+        try:
+            player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+        except pj.Error as e:
+            raise cmd.WorkerError(f"cannot play {path}: {e.reason}") from None
+        call.player = player
+        player.startTransmit(media)
+
+    def _eof(self, name, player):
+        call = self.legs.get(name)
+        if call is None or call.player is not player:
+            return  # stopped or ended meanwhile
+        self._stop_player(call)
+        self.send(cmd.PlayDone, leg=name)
+
+    def _stop_player(self, call):
+        player, call.player = call.player, None
+        if player is not None and call.media_ready:
+            try:
+                player.stopTransmit(call.getAudioMedia(-1))
+            except pj.Error:
+                pass
+
+    def stop_play(self, leg):
+        self._stop_player(self.leg(leg))
+
+    def bridge(self, leg, other):
+        a, b = self.audio(self.leg(leg)), self.audio(self.leg(other))
+        a.startTransmit(b)
+        b.startTransmit(a)
+
+    def send_dtmf(self, leg, digits):
+        self.leg(leg).dialDtmf(digits)
+
+    def stats(self, leg):
+        call = self.leg(leg)
+        if not call.media_ready:
+            return 0, 0
+        stat = call.getStreamStat(0)
+        return int(stat.rtcp.rxStat.pkt), int(stat.rtcp.txStat.pkt)
+
+    def shutdown(self):
+        """Hang up, pump events, drop every reference, then destroy the library."""
+        if self._poller.running:
+            self._poller.stop()
+        self.ep.hangupAllCalls()
+        for _ in range(20):
+            self.ep.libHandleEvents(10)
+        for call in self.legs.values():
+            call.player = None
+        self.legs.clear()
+        self.account.shutdown()
+        self.account = None
+        gc.collect()
+        self.ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
+
+
+class WorkerProtocol(amp.AMP):
+    """Worker side of the AMP link: commands become Engine calls."""
+
+    def __init__(self, engine: Engine):
+        super().__init__()
+        self.engine = engine
+
+    def connectionMade(self):
+        super().connectionMade()
+        self.engine.protocol = self
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.engine.protocol = None
+        if reactor.running:  # the controller is gone: so are we
+            reactor.stop()
+
+    @cmd.Hello.responder
+    def hello(self):
+        return {"pid": os.getpid(), "port": self.engine.port, "capacity": self.engine.capacity}
+
+    @cmd.Originate.responder
+    def originate(self, leg, uri, caller, headers, ring_timeout):
+        self.engine.originate(leg, uri, caller, headers, ring_timeout)
+        return {}
+
+    @cmd.Answer.responder
+    def answer(self, leg):
+        self.engine.answer(leg)
+        return {}
+
+    @cmd.Reject.responder
+    def reject(self, leg, code, reason, headers):
+        self.engine.reject(leg, code, reason, headers)
+        return {}
+
+    @cmd.Play.responder
+    def play(self, leg, path):
+        self.engine.play(leg, path)
+        return {}
+
+    @cmd.StopPlay.responder
+    def stop_play(self, leg):
+        self.engine.stop_play(leg)
+        return {}
+
+    @cmd.Bridge.responder
+    def bridge(self, leg, other):
+        self.engine.bridge(leg, other)
+        return {}
+
+    @cmd.SendDtmf.responder
+    def send_dtmf(self, leg, digits):
+        self.engine.send_dtmf(leg, digits)
+        return {}
+
+    @cmd.Hangup.responder
+    def hangup(self, leg, code):
+        self.engine.hangup(leg, code)
+        return {}
+
+    @cmd.Stats.responder
+    def stats(self, leg):
+        rx, tx = self.engine.stats(leg)
+        return {"rx_packets": rx, "tx_packets": tx}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="mizu pjsua2 worker (run by the controller)")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--public-address", default="")
+    parser.add_argument("--max-calls", type=int, default=4)
+    parser.add_argument("--fd", type=int, default=3, help="the AMP socket")
+    args = parser.parse_args(argv)
+    engine = Engine(args.host, args.port, args.public_address, args.max_calls)
+    factory = protocol.Factory.forProtocol(lambda: WorkerProtocol(engine))
+    reactor.adoptStreamConnection(args.fd, socket.AF_UNIX, factory)
+    os.close(args.fd)  # adopted: the reactor holds its own copy
+    engine.start()
+    reactor.addSystemEventTrigger("before", "shutdown", engine.shutdown)
+    reactor.run()
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
