@@ -15,7 +15,8 @@ class WorkerFull(WorkerError):
     """The worker has no free call slot."""
 
 
-_ERRORS = {WorkerError: b"WORKER_ERROR", WorkerFull: b"WORKER_FULL"}
+# The subclass first: AMP maps an exception by the first class it matches.
+_ERRORS = {WorkerFull: b"WORKER_FULL", WorkerError: b"WORKER_ERROR"}
 _Headers = amp.ListOf(amp.Unicode())
 
 

@@ -39,6 +39,7 @@ class SipLeg:
         self.state = "new"
         self.reserved = reserved
         self.observer = None
+        self.partner: SipLeg | None = None
         self.invite: Invite | None = None
 
     @property
@@ -66,7 +67,12 @@ class SipLeg:
     def bridge(self, other):
         if other.worker != self.worker:
             return defer.fail(cmd.WorkerError("legs on different workers cannot be bridged"))
-        return self._call(cmd.Bridge, other=other.id)
+
+        def bridged(result):
+            self.partner, other.partner = other, self
+            return result
+
+        return self._call(cmd.Bridge, other=other.id).addCallback(bridged)
 
     def sendDigits(self, digits):
         return self._call(cmd.SendDtmf, digits=digits)
@@ -281,6 +287,13 @@ class SipBridge(Service):
         if leg.state != "ended":
             leg.state = "ended"
             leg._event("legEnded", code, reason)
+        partner, leg.partner = leg.partner, None
+        if partner is not None and partner.state != "ended":
+            partner.partner = None
+            # a bridge ends as a whole: the other side hears the hangup too
+            partner.hangup().addErrback(lambda f: log.info(
+                "hanging up {leg} after its partner: {e}", leg=partner.id,
+                e=f.getErrorMessage()))
 
     def workerDigit(self, leg, digit, method):
         sip_leg = self.legs.get(leg)

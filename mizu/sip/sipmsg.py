@@ -8,7 +8,8 @@ import re
 _COMPACT = {"f": "from", "t": "to", "i": "call-id", "c": "content-type", "l": "content-length",
             "m": "contact", "v": "via"}
 _URI_USER = re.compile(r"^\s*(?:sips?|tel):\+?([^@;>]*)", re.I)
-_ADDR_URI = re.compile(r"<([^>]*)>|^\s*(?:\"[^\"]*\"\s*)?([^;\s]+)")
+_ANGLE_URI = re.compile(r"<([^>]*)>")
+_BARE_URI = re.compile(r"^\s*([^;\s]+)")
 
 
 def split_message(raw: str) -> tuple[str, dict[str, list[str]], str]:
@@ -45,10 +46,8 @@ def request_uri(start_line: str) -> str:
 
 def address_uri(value: str) -> str:
     """The URI inside a From/To/P-Asserted-Identity value (``"A" <sip:a@b>;tag=1``)."""
-    m = _ADDR_URI.search(value)
-    if not m:
-        return ""
-    return (m.group(1) or m.group(2) or "").strip()
+    m = _ANGLE_URI.search(value) or _BARE_URI.match(value)
+    return m.group(1).strip() if m else ""
 
 
 def uri_user(uri: str) -> str:

@@ -337,9 +337,10 @@ class Engine:
 class WorkerProtocol(amp.AMP):
     """Worker side of the AMP link: commands become Engine calls."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine, on_lost=None):
         super().__init__()
         self.engine = engine
+        self._on_lost = on_lost
 
     def connectionMade(self):
         super().connectionMade()
@@ -348,8 +349,8 @@ class WorkerProtocol(amp.AMP):
     def connectionLost(self, reason):
         super().connectionLost(reason)
         self.engine.protocol = None
-        if reactor.running:  # the controller is gone: so are we
-            reactor.stop()
+        if self._on_lost is not None:  # the controller is gone: so are we
+            self._on_lost()
 
     @cmd.Hello.responder
     def hello(self):
@@ -410,7 +411,7 @@ def main(argv=None) -> None:
     parser.add_argument("--fd", type=int, default=3, help="the AMP socket")
     args = parser.parse_args(argv)
     engine = Engine(args.host, args.port, args.public_address, args.max_calls)
-    factory = protocol.Factory.forProtocol(lambda: WorkerProtocol(engine))
+    factory = protocol.Factory.forProtocol(lambda: WorkerProtocol(engine, reactor.stop))
     reactor.adoptStreamConnection(args.fd, socket.AF_UNIX, factory)
     os.close(args.fd)  # adopted: the reactor holds its own copy
     engine.start()

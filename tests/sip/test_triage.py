@@ -1,0 +1,160 @@
+"""Incoming INVITE triage: 404, traffic-sender IP, digest 401/403, free access."""
+
+from decimal import Decimal
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from mizu.settings import Settings
+from mizu.sip import digest
+from mizu.sip.fake import FakeTelephony
+from mizu.sip.triage import Triage
+from mizu.store.users import User
+from mizu.telephony import Invite
+
+
+def user(id, username, usertype="enduser", password="", iscallback=0, ivrid=0, authip="",
+         anumberlookup=0):
+    return User(id, username, password, "", usertype, Decimal(5), iscallback, anumberlookup,
+                ivrid, authip, "")
+
+
+class Directory:
+    """Users as the store would return them."""
+
+    def __init__(self, *users, anumbers=None):
+        self.users = {u.username: u for u in users}
+        self.anumbers = anumbers or {}
+
+    def by_username(self, name):
+        return defer.succeed(self.users.get(name))
+
+    def access_number(self, number):
+        u = self.users.get(number)
+        return defer.succeed(u if u is not None and u.is_access_number else None)
+
+    def traffic_sender_for(self, host):
+        return defer.succeed(next((u for u in self.users.values()
+                                   if u.usertype == "trafficsender" and u.allows_ip(host)),
+                                  None))
+
+    def by_anumber(self, anumber):
+        return defer.succeed(self.users.get(self.anumbers.get(anumber)))
+
+
+class Core:
+    def __init__(self):
+        self.calls = []
+
+    def inboundCall(self, leg, invite, access, caller):
+        self.calls.append((leg, access, caller))
+
+
+DID = user(1, "4930555", iscallback=6, anumberlookup=1)
+ALICE = user(2, "alice", password="wonder")
+CARRIER = user(3, "carrier", usertype="trafficsender", authip="10.1.0.0/16, 192.0.2.7")
+OWNER = user(4, "bob")
+
+
+def invite(number="4930555", host="127.0.0.1", authorization="", pai=""):
+    return Invite(f"sip:{number}@127.0.0.1:5070", '"A" <sip:+4917012345@x>;tag=1',
+                  f"<sip:{number}@127.0.0.1>", pai, authorization, "cid", host, 5090)
+
+
+def setup(free=0):
+    core, phone = Core(), FakeTelephony()
+    triage = Triage(Directory(DID, ALICE, CARRIER, OWNER, anumbers={"4917012345": "bob"}),
+                    lambda: Settings(freeivraccess=free), Clock(), core=core)
+    phone.setIncomingHandler(triage)
+    return triage, core, phone
+
+
+def test_unknown_number_is_404():
+    """An INVITE for a number that is no access number is refused 404."""
+    _, core, phone = setup()
+    leg = phone.incoming(invite(number="999"))
+    assert leg.actions == [("reject", 404, "Not Found", ())] and core.calls == []
+
+
+def test_traffic_sender_ip_authenticates_and_anumber_lookup_finds_the_user():
+    """A carrier's address (CIDR) lets the call in; anumberlookup finds the enduser."""
+    _, core, phone = setup()
+    phone.incoming(invite(host="10.1.2.3"))
+    (leg, access, caller), = core.calls
+    assert access.username == "4930555"
+    assert caller.method == "ip" and caller.sender.username == "carrier"
+    assert caller.anumber == "4917012345" and caller.user.username == "bob"
+
+
+def test_p_asserted_identity_wins_over_from():
+    """With P-Asserted-Identity present, the A-number comes from it."""
+    _, core, phone = setup()
+    phone.incoming(invite(host="192.0.2.7", pai="<tel:+4917099999>"))
+    assert core.calls[0][2].anumber == "4917099999" and core.calls[0][2].user is None
+
+
+def challenge_then_answer(triage, phone, username, password, **kw):
+    first = phone.incoming(invite())
+    code, _, headers = first.actions[0][1:]
+    assert code == 401
+    params = digest.parse_authorization(headers[0].split(":", 1)[1])
+    params.update(username=username, uri="sip:4930555@127.0.0.1:5070", nc="00000001",
+                  cnonce="c0ffee", qop="auth")
+    params.update(kw)
+    params["response"] = digest.expected_response(params, "INVITE", password)
+    header = "Digest " + ", ".join(f'{k}="{v}"' for k, v in params.items())
+    return phone.incoming(invite(authorization=header)), header
+
+
+def test_digest_challenge_then_success():
+    """No credentials: 401 with a challenge; the right answer gets the call through."""
+    triage, core, phone = setup()
+    leg, _ = challenge_then_answer(triage, phone, "alice", "wonder")
+    assert leg.actions == [] and core.calls[0][2].method == "digest"
+    assert core.calls[0][2].user.username == "alice"
+
+
+def test_wrong_password_is_403():
+    """A wrong digest response is refused 403."""
+    triage, core, phone = setup()
+    leg, _ = challenge_then_answer(triage, phone, "alice", "guess")
+    assert leg.actions == [("reject", 403, "Forbidden", ())] and core.calls == []
+
+
+def test_unknown_user_and_traffic_sender_names_are_403():
+    """Digest only authenticates end users."""
+    triage, core, phone = setup()
+    assert challenge_then_answer(triage, phone, "nobody", "x")[0].actions[0][1] == 403
+    assert challenge_then_answer(triage, phone, "carrier", "")[0].actions[0][1] == 403
+
+
+def test_a_replayed_nonce_is_challenged_again_as_stale():
+    """Nonces are single-use: replaying a good Authorization gets a fresh 401."""
+    triage, core, phone = setup()
+    _, header = challenge_then_answer(triage, phone, "alice", "wonder")
+    replay = phone.incoming(invite(authorization=header))
+    assert replay.actions[0][1] == 401 and "stale=true" in replay.actions[0][3][0]
+    assert len(core.calls) == 1
+
+
+def test_freeivraccess_lets_anonymous_callers_in():
+    """With freeivraccess set, an unauthenticated caller reaches the core as anonymous."""
+    _, core, phone = setup(free=3)
+    phone.incoming(invite())
+    assert core.calls[0][2].method == "anonymous"
+
+
+def test_malformed_authorization_is_403():
+    """An Authorization header that is no digest is refused."""
+    _, core, phone = setup()
+    leg = phone.incoming(invite(authorization="Basic Zm9vOmJhcg=="))
+    assert leg.actions[0][1] == 403 and core.calls == []
+
+
+def test_without_a_core_calls_are_refused_480():
+    """Until the callback core is attached, authenticated calls are refused 480."""
+    phone = FakeTelephony()
+    triage = Triage(Directory(DID, CARRIER), lambda: Settings(), Clock())
+    phone.setIncomingHandler(triage)
+    leg = phone.incoming(invite(host="10.1.0.9"))
+    assert leg.actions == [("reject", 480, "Temporarily Unavailable", ())]
