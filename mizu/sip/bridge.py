@@ -128,6 +128,11 @@ class SipBridge(Service):
     def setIncomingHandler(self, handler):
         self._handler = IIncomingCallHandler(handler)
 
+    @property
+    def incoming_handler(self):
+        """The handler new incoming legs go to (the triage, in a running mizu)."""
+        return self._handler
+
     # -- lifecycle -------------------------------------------------------------------
 
     def _spawn_process(self, index: int) -> WorkerProcess:
@@ -139,8 +144,15 @@ class SipBridge(Service):
     def startService(self):
         Service.startService(self)
         self._stopping = False
-        yield defer.gatherResults(
-            [self._start_worker(i) for i in range(self._config.workers)], consumeErrors=True)
+        try:
+            yield defer.gatherResults(
+                [self._start_worker(i) for i in range(self._config.workers)],
+                consumeErrors=True)
+        except defer.FirstError as e:
+            index = e.index
+            raise cmd.WorkerError(
+                f"sip worker {index} (port {self._config.port + index}) did not start: "
+                f"{e.subFailure.getErrorMessage()}; its output is in the log") from None
 
     def _start_worker(self, index: int) -> defer.Deferred:
         worker = self._spawn(index)

@@ -44,7 +44,7 @@ class ControllerLink(amp.AMP):
 
 
 class WorkerProcess(protocol.ProcessProtocol):
-    """A spawned ``mizu.sip.worker``; ``ended`` fires with the reason when it exits."""
+    """A spawned ``mizu.sip.worker``; ``ended`` fires when it exits (``end_reason`` says why)."""
 
     def __init__(self, index: int, host: str, port: int, public_address: str,
                  max_calls: int, sink, reactor):
@@ -56,6 +56,7 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.capacity = 0
         self.link: ControllerLink | None = None
         self.ended = defer.Deferred()
+        self.end_reason = None
         self._partial = {1: b"", 2: b""}
 
     def spawn(self) -> defer.Deferred:
@@ -99,7 +100,8 @@ class WorkerProcess(protocol.ProcessProtocol):
             self.link.transport.loseConnection()
         log.info("sip worker {n} pid={pid} ended: {reason}", n=self.index, pid=self.pid,
                  reason=reason.getErrorMessage())
-        self.ended.callback(reason)
+        self.end_reason = reason
+        self.ended.callback(None)  # a Failure here would be an errback nobody handles
         self.sink.workerEnded(self, reason)
 
     def call(self, command, **kwargs) -> defer.Deferred:

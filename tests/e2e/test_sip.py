@@ -1,0 +1,215 @@
+"""The SIP layer end to end: pjsua2 workers of a running mizu against SIPp."""
+
+import os
+import signal
+
+import pytest_twisted
+from twisted.internet import reactor
+
+from mizu.config import load_config
+from mizu.tap import build
+from tests.e2e.peers import RtpPeer, free_port, sipp, wait_until
+
+PROMPT = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "sounds", "en",
+                      "enter-destination.wav")
+
+
+class Recorder:
+    """Observes legs: every event in order."""
+
+    def __init__(self):
+        self.events = []
+
+    def __getattr__(self, name):
+        return lambda leg, *args: self.events.append((name, leg.id, *args))
+
+    def seen(self, name, leg=None):
+        return [e for e in self.events if e[0] == name and (leg is None or e[1] == leg.id)]
+
+
+class AnsweringCore(Recorder):
+    """Stands in for the callback core: answers every authenticated call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def inboundCall(self, leg, invite, access, caller):
+        self.calls.append((leg, access, caller))
+        leg.observe(self)
+        leg.answer()
+
+
+@pytest_twisted.async_yield_fixture
+async def mizu(tmp_path, database, sql):
+    """mizu with one SIP worker on a free port, an access number and user alice."""
+    port = free_port(2)
+    path = tmp_path / "mizu.ini"
+    path.write_text(f"[sip]\nlisten = 127.0.0.1:{port}\nworkers = 1\nshutdown_grace = 0\n"
+                    "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
+                    "[console.users]\nadmin = pw\n")
+
+    def load():
+        return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
+
+    root = build(load(), load, reactor)
+    root.startService()
+    await root.whenReady()
+    sql("INSERT INTO tb_user (username, iscallback) VALUES ('4930555', 6)")
+    sql("INSERT INTO tb_user (username, password) VALUES ('alice', 'wonder')")
+    root.sip = root.getServiceNamed("sip")
+    root.sip_port = port
+    root.core = AnsweringCore()
+    root.sip.incoming_handler.core = root.core
+    yield root
+    await root.stopService()
+
+
+async def finished(proc):
+    code, output = await proc.done
+    assert code == 0, output
+    return output
+
+
+@pytest_twisted.ensureDeferred
+async def test_invite_for_an_unknown_number_is_404(mizu):
+    """SIPp calls a number that is no access number and gets 404."""
+    await finished(sipp("uac_404.xml", "-s", "999", target=f"127.0.0.1:{mizu.sip_port}"))
+    assert mizu.core.calls == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_digest_challenge_then_success_and_dtmf_three_ways(mizu):
+    """401 then SIPp's [authentication] succeeds; digits by RFC 2833 and both INFO bodies."""
+    await finished(sipp("uac_auth_dtmf.xml", "-s", "4930555", "-au", "alice", "-ap", "wonder",
+                        target=f"127.0.0.1:{mizu.sip_port}"))
+    (leg, access, caller), = mizu.core.calls
+    assert access.username == "4930555"
+    assert caller.method == "digest" and caller.user.username == "alice"
+    assert caller.anumber == "4917012345"
+    digits = [(e[2], e[3]) for e in mizu.core.seen("legDigit")]
+    assert digits == [("1", "rfc2833"), ("2", "info-relay"), ("3", "info-dtmf")]
+    await wait_until(lambda: mizu.core.seen("legEnded"), what="the BYE")
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_password_is_403(mizu):
+    """SIPp answers the challenge with a wrong password and gets 403."""
+    await finished(sipp("uac_auth_403.xml", "-s", "4930555", "-au", "alice", "-ap", "guess",
+                        target=f"127.0.0.1:{mizu.sip_port}"))
+    assert mizu.core.calls == []
+
+
+async def answered_leg(mizu, scenario="uas_answer.xml", *args, near=None, slots=1):
+    """Originate to a SIPp UAS whose media is a test RTP socket; returns (leg, rtp, sipp)."""
+    rtp, rtp_port = RtpPeer.listen()
+    port = free_port()
+    proc = sipp(scenario, "-key", "rtpport", str(rtp_port), *args, port=port)
+    observer = Recorder()
+    leg = await mizu.sip.originate(f"sip:4917012345@127.0.0.1:{port}", "4930555", 10,
+                                   near=near, slots=slots)
+    leg.observe(observer)
+    await wait_until(lambda: observer.seen("legAnswered"), what="the answer")
+    await wait_until(lambda: rtp.remote is not None, what="RTP from mizu")
+    leg.events = observer
+    return leg, rtp, proc
+
+
+@pytest_twisted.ensureDeferred
+async def test_originated_call_hears_the_prompt(mizu):
+    """SIPp answers an originated call; the prompt's audio reaches its media address."""
+    leg, rtp, proc = await answered_leg(mizu)
+    assert leg.events.seen("legRinging")
+    assert rtp.loud_packets() == 0  # silence before the prompt
+    await leg.play(PROMPT)
+    await wait_until(lambda: leg.events.seen("legPlayDone"), what="the prompt's end")
+    assert rtp.loud_packets() > 50  # several seconds of speech
+    status = mizu.status_lines()
+    assert any(line.endswith("calls=1/4") for line in status), status
+    assert any(f"leg {leg.id} out" in line for line in mizu.call_lines())
+    await leg.hangup()
+    await finished(proc)  # SIPp got its BYE
+    await rtp.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_legs_bridged_carry_audio_both_ways(mizu):
+    """Once bridged, a tone sent into one leg comes out of the other, in both directions."""
+    a, rtp_a, sipp_a = await answered_leg(mizu, slots=2)
+    b, rtp_b, sipp_b = await answered_leg(mizu, near=a)
+    assert a.worker == b.worker
+    rtp_a.start_tone()
+    await wait_for_seconds(0.5)
+    assert rtp_b.loud_packets() == 0  # not bridged yet: nothing crosses
+    await a.bridge(b)
+    await wait_until(lambda: rtp_b.loud_packets() > 20, what="A's tone at B")
+    rtp_a.stop_tone()
+    rtp_b.start_tone()
+    await wait_until(lambda: rtp_a.loud_packets() > 20, what="B's tone at A")
+    rtp_b.stop_tone()
+    await a.hangup()  # ending one side ends the bridge
+    await finished(sipp_a)
+    await finished(sipp_b)
+    assert b.events.seen("legEnded")
+    await rtp_a.close()
+    await rtp_b.close()
+
+
+async def wait_for_seconds(seconds):
+    from twisted.internet import task
+
+    await task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_far_end_hangup_on_either_side_ends_the_other(mizu):
+    """When SIPp hangs up the A side, B gets a BYE; and the other way round."""
+    for hanging_up in ("a", "b"):
+        scenario = {side: "uas_answer_bye.xml" if side == hanging_up else "uas_answer.xml"
+                    for side in "ab"}
+        a, rtp_a, sipp_a = await answered_leg(mizu, scenario["a"], "-d", "1500", slots=2)
+        b, rtp_b, sipp_b = await answered_leg(mizu, scenario["b"], "-d", "1500", near=a)
+        await a.bridge(b)
+        await finished(sipp_a)
+        await finished(sipp_b)
+        assert a.events.seen("legEnded") and b.events.seen("legEnded")
+        await rtp_a.close()
+        await rtp_b.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ring_timeout_cancels_an_unanswered_leg(mizu):
+    """A leg that rings past its ring timeout is cancelled and reported ended."""
+    port = free_port()
+    proc = sipp("uas_ring.xml", port=port)
+    observer = Recorder()
+    began = reactor.seconds()
+    leg = await mizu.sip.originate(f"sip:4917012345@127.0.0.1:{port}", "4930555", 1.0)
+    leg.observe(observer)
+    await wait_until(lambda: observer.seen("legEnded"), what="the ring timeout")
+    assert 0.9 < reactor.seconds() - began < 5
+    assert observer.seen("legRinging"), observer.events
+    assert observer.seen("legEnded")[0][2:] == (487, "ring timeout")
+    await finished(proc)  # SIPp saw the CANCEL
+
+
+@pytest_twisted.ensureDeferred
+async def test_killed_worker_is_replaced_and_its_call_reported_ended(mizu):
+    """kill -9 of a worker mid-call: the controller lives, the call ends, a new worker serves."""
+    leg, rtp, proc = await answered_leg(mizu)
+    old_pid = mizu.sip.workers[0].pid
+    os.kill(old_pid, signal.SIGKILL)
+    await wait_until(lambda: leg.events.seen("legEnded"), what="the lost call's end")
+    assert leg.events.seen("legEnded")[0][2:] == (500, "sip worker died")
+    await wait_until(lambda: mizu.sip.workers[0].pid not in (None, old_pid)
+                     and mizu.sip.workers[0].capacity, what="a new worker")
+    assert mizu.status_lines()[-2].startswith(f"sip worker 0 pid={mizu.sip.workers[0].pid} "
+                                               f"port={mizu.sip_port} calls=0/4")
+    proc.kill()
+    await proc.done
+    # the new worker takes calls on the same port
+    leg2, rtp2, proc2 = await answered_leg(mizu)
+    await leg2.hangup()
+    await finished(proc2)
+    await rtp.close()
+    await rtp2.close()
