@@ -23,7 +23,10 @@ from mizu.telephony import IIncomingCallHandler, ILeg, Invite, ITelephony
 
 log = Logger()
 
-SETUPS_PER_SECOND = 20  # per worker; see bench/sip_capacity.py
+# Per worker. bench/sip_capacity.py: a worker answered 60 calls/s for 10 s and aborted at
+# 80/s (pjsua2's select() ioqueue); outgoing setups stay well below, leaving room for
+# incoming INVITEs, which cannot be paced before pjsua2 sees them.
+SETUPS_PER_SECOND = 20
 RESTART_DELAYS = (0.5, 1, 2, 4, 8, 15, 30)
 STABLE_AFTER = 60.0  # a worker alive this long starts its backoff afresh
 STOP_GRACE = 5.0
