@@ -143,3 +143,12 @@ def test_restart_required_names_fixed_settings():
                  sip=type(old.sip)(port=5070, workers=2))
     assert old.restart_required(new) == ["[console] listen", "[sip] listen"]
     assert old.restart_required(Config()) == []
+
+
+def test_the_shipped_example_is_valid():
+    """etc/mizu.ini.example loads without errors and matches the defaults."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "etc", "mizu.ini.example")
+    config = load_config(path)
+    assert config.sip == type(config.sip)() and config.console.users == {}
