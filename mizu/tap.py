@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from collections.abc import Callable
 
 from twisted.python import usage
 
@@ -23,7 +24,7 @@ class Options(usage.Options):
     ]
 
 
-def _loader(options) -> callable:
+def _loader(options) -> Callable[[], Config]:
     return lambda: load_config(options["config"], dsn=options["db"], datadir=options["datadir"])
 
 

@@ -212,7 +212,7 @@ class SipBridge(Service):
         return worker.capacity - used
 
     def _choose(self, slots: int):
-        live = [w for w in self.workers.values() if w.capacity and w.link is not None]
+        live = [w for w in self.workers.values() if w.alive]
         fitting = [w for w in live if self._free(w) >= slots]
         if not fitting:
             raise cmd.WorkerFull(f"no sip worker has {slots} free call slot(s)")

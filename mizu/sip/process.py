@@ -101,12 +101,18 @@ class WorkerProcess(protocol.ProcessProtocol):
         log.info("sip worker {n} pid={pid} ended: {reason}", n=self.index, pid=self.pid,
                  reason=reason.getErrorMessage())
         self.end_reason = reason
+        self.capacity = 0  # status shows calls=0/0 until the replacement said Hello
         self.ended.callback(None)  # a Failure here would be an errback nobody handles
         self.sink.workerEnded(self, reason)
 
+    @property
+    def alive(self) -> bool:
+        """Said Hello and has not exited."""
+        return bool(self.capacity) and not self.ended.called
+
     def call(self, command, **kwargs) -> defer.Deferred:
         """Send one command to the worker."""
-        if self.link is None or self.link.transport is None:
+        if self.link is None or self.ended.called:
             return defer.fail(cmd.WorkerError(f"sip worker {self.index} is not running"))
         return self.link.callRemote(command, **kwargs)
 

@@ -12,6 +12,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mizu.errors import StoreError
 from mizu.sip import digest
 from mizu.sip.sipmsg import address_uri, uri_user
 from mizu.telephony import Caller, IInboundCallHandler, IIncomingCallHandler
@@ -45,6 +46,11 @@ class Triage:
         d.addErrback(self._failed, leg)
 
     def _failed(self, failure, leg):
+        if failure.check(StoreError):
+            log.warn("incoming call {leg} refused 503: {e}", leg=leg.id,
+                     e=failure.getErrorMessage())
+            leg.reject(503, "Service Unavailable")
+            return
         log.failure("triage of incoming call {leg} failed", failure, leg=leg.id)
         leg.reject(500, "Server Internal Error")
 

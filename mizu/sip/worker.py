@@ -123,20 +123,20 @@ class Engine:
         config.logConfig.consoleLevel = 2
         self.ep.libInit(config)
         self.ep.audDevManager().setNullDev()
+        bound = host if host not in ("0.0.0.0", "") else ""
         for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
             transport = pj.TransportConfig()
             transport.port = port
-            transport.boundAddress = host if host not in ("0.0.0.0", "") else ""
+            transport.boundAddress = bound
             if public_address:
                 transport.publicAddress = public_address
             self.ep.transportCreate(kind, transport)
         self.ep.libStart()
         self.capacity = call_capacity()
         account = pj.AccountConfig()
-        contact_host = public_address or (host if host not in ("0.0.0.0", "") else
-                                          socket.gethostname())
+        contact_host = public_address or bound or socket.gethostname()
         account.idUri = f"sip:mizu@{contact_host}:{port}"
-        account.mediaConfig.transportConfig.boundAddress = transport.boundAddress
+        account.mediaConfig.transportConfig.boundAddress = bound
         self.account = Account(self)
         self.account.create(account)
         self._poller = task.LoopingCall(self.ep.libHandleEvents, 0)

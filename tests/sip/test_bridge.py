@@ -21,9 +21,10 @@ class FakeWorker:
         self.capacity, self.link, self.pid = 0, object(), next(pids)
         self.commands = []
         self.stopped = False
+        self.alive = False
 
     def spawn(self):
-        self.capacity = 4
+        self.capacity, self.alive = 4, True
         return defer.succeed(self)
 
     def call(self, command, **kwargs):
@@ -35,6 +36,7 @@ class FakeWorker:
         return defer.succeed(None)
 
     def die(self):
+        self.capacity, self.alive = 0, False
         self.bridge.workerEnded(self, Failure(RuntimeError("killed by signal 9")))
 
 
@@ -128,6 +130,9 @@ def test_a_dead_worker_ends_its_legs_and_is_replaced_with_backoff():
     spawned[0].die()
     assert events.events == [("legEnded", leg.id, 500, "sip worker died")]
     assert bridge.legs == {}
+    assert bridge.status_lines() == ["sip worker 0 pid=100 port=5070 calls=0/0"]
+    (refused,) = originate(bridge)  # no live worker meanwhile
+    assert refused.check(cmd.WorkerFull)
     clock.advance(0.4)
     assert len(spawned) == 1
     clock.advance(0.1)

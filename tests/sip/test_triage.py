@@ -158,3 +158,22 @@ def test_without_a_core_calls_are_refused_480():
     phone.setIncomingHandler(triage)
     leg = phone.incoming(invite(host="10.1.0.9"))
     assert leg.actions == [("reject", 480, "Temporarily Unavailable", ())]
+
+
+def test_database_outage_is_503_and_a_bug_is_500():
+    """A store failure refuses the call 503 (retry later); anything else 500."""
+    from mizu.errors import StoreUnavailable
+
+    class Broken(Directory):
+        def __init__(self, error):
+            super().__init__()
+            self.error = error
+
+        def access_number(self, number):
+            return defer.fail(self.error)
+
+    for error, code in ((StoreUnavailable("database unavailable"), 503),
+                        (KeyError("bug"), 500)):
+        phone = FakeTelephony()
+        phone.setIncomingHandler(Triage(Broken(error), lambda: Settings(), Clock()))
+        assert phone.incoming(invite()).actions[0][1] == code
