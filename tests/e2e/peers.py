@@ -110,6 +110,16 @@ class RtpPeer(protocol.DatagramProtocol):
                 loud += 1
         return loud
 
+    def telephone_events(self, payload_type: int = 120) -> list[int]:
+        """The RFC 2833 event codes received, once per event (0-9 are the digits)."""
+        events = []
+        for packet in self.packets:
+            if len(packet) >= 16 and packet[1] & 0x7F == payload_type:
+                event, timestamp = packet[12], packet[4:8]
+                if (event, timestamp) not in events:
+                    events.append((event, timestamp))
+        return [event for event, _ in events]
+
     def start_tone(self):
         """Send a loud 500 Hz square wave in PCMU, 50 packets a second, to the far end."""
         payload = (bytes([0x80]) * 8 + bytes([0x00]) * 8) * 10

@@ -133,6 +133,25 @@ async def test_originated_call_hears_the_prompt(mizu):
 
 
 @pytest_twisted.ensureDeferred
+async def test_stop_playing_and_send_digits(mizu):
+    """A stopped prompt goes quiet without PlayDone; digits go out as RFC 2833 events."""
+    leg, rtp, proc = await answered_leg(mizu)
+    await leg.play(PROMPT)
+    await wait_until(lambda: rtp.loud_packets() > 10, what="the prompt")
+    await leg.stopPlaying()
+    await wait_for_seconds(0.3)
+    heard = rtp.loud_packets()
+    await wait_for_seconds(1.0)
+    assert rtp.loud_packets() <= heard + 2  # quiet after the stop
+    assert not leg.events.seen("legPlayDone")
+    await leg.sendDigits("59")
+    await wait_until(lambda: rtp.telephone_events() == [5, 9], what="the digits")
+    await leg.hangup()
+    await finished(proc)
+    await rtp.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_two_legs_bridged_carry_audio_both_ways(mizu):
     """Once bridged, a tone sent into one leg comes out of the other, in both directions."""
     a, rtp_a, sipp_a = await answered_leg(mizu, slots=2)
