@@ -8,39 +8,11 @@ import sys
 
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
-from twisted.protocols import amp
 
 from mizu.sip import amp as cmd
+from mizu.sip.link import ControllerLink
 
 log = Logger()
-
-
-class ControllerLink(amp.AMP):
-    """The controller's end of the AMP socket: worker events go to ``sink``."""
-
-    def __init__(self, sink):
-        super().__init__()
-        self.sink = sink
-
-    @cmd.Incoming.responder
-    def incoming(self, **invite):
-        self.sink.workerIncoming(**invite)
-        return {}
-
-    @cmd.CallState.responder
-    def call_state(self, leg, state, code, reason):
-        self.sink.workerCallState(leg, state, code, reason)
-        return {}
-
-    @cmd.Dtmf.responder
-    def dtmf(self, leg, digit, method):
-        self.sink.workerDigit(leg, digit, method)
-        return {}
-
-    @cmd.PlayDone.responder
-    def play_done(self, leg):
-        self.sink.workerPlayDone(leg)
-        return {}
 
 
 class WorkerProcess(protocol.ProcessProtocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import gc
 import os
 import socket
@@ -18,10 +19,10 @@ import sys
 
 import pjsua2 as pj
 from twisted.internet import protocol, reactor, task
-from twisted.protocols import amp
 
 from mizu.sip import amp as cmd
 from mizu.sip import sipmsg
+from mizu.sip.link import WorkerLink
 
 POLL_INTERVAL = 0.01
 DECISION_TIMEOUT = 30.0  # an incoming call the controller never decided on
@@ -31,6 +32,19 @@ def call_capacity() -> int:
     """pjsua's real call limit (the wheel clamps ``maxCalls`` to its build setting)."""
     lib = ctypes.CDLL(pj._pjsua2.__file__)
     return int(lib.pjsua_call_get_max_count())
+
+
+def pj_errors(method):
+    """Report a pjsua2 error from a command as a WorkerError naming the command and reason."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except pj.Error as e:
+            raise cmd.WorkerError(f"{method.__name__} failed: {e.reason}") from None
+
+    return wrapper
 
 
 class Player(pj.AudioMediaPlayer):
@@ -197,6 +211,7 @@ class Engine:
 
     # -- commands from the controller -------------------------------------------------
 
+    @pj_errors
     def originate(self, leg, uri, caller, headers, ring_timeout):
         if len(self.legs) >= self.capacity:
             raise cmd.WorkerFull(f"all {self.capacity} call slots in use")
@@ -238,6 +253,7 @@ class Engine:
             vector.append(h)
         return vector
 
+    @pj_errors
     def answer(self, leg):
         call = self.leg(leg)
         self._cancel_timer(call)
@@ -245,6 +261,7 @@ class Engine:
         prm.statusCode = 200
         call.answer(prm)
 
+    @pj_errors
     def reject(self, leg, code, reason, headers):
         call = self.leg(leg)
         self._cancel_timer(call)
@@ -265,6 +282,7 @@ class Engine:
         except pj.Error:
             pass  # already ending
 
+    @pj_errors
     def hangup(self, leg, code):
         self._hangup(self.leg(leg), code or 200, "hangup")
 
@@ -273,6 +291,7 @@ class Engine:
             raise cmd.WorkerError(f"leg {call.name} has no active audio")
         return call.getAudioMedia(-1)
 
+    @pj_errors
     def play(self, leg, path):
         call = self.leg(leg)
         media = self.audio(call)
@@ -300,17 +319,21 @@ class Engine:
             except pj.Error:
                 pass
 
+    @pj_errors
     def stop_play(self, leg):
         self._stop_player(self.leg(leg))
 
+    @pj_errors
     def bridge(self, leg, other):
         a, b = self.audio(self.leg(leg)), self.audio(self.leg(other))
         a.startTransmit(b)
         b.startTransmit(a)
 
+    @pj_errors
     def send_dtmf(self, leg, digits):
         self.leg(leg).dialDtmf(digits)
 
+    @pj_errors
     def stats(self, leg):
         call = self.leg(leg)
         if not call.media_ready:
@@ -334,74 +357,6 @@ class Engine:
         self.ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
 
 
-class WorkerProtocol(amp.AMP):
-    """Worker side of the AMP link: commands become Engine calls."""
-
-    def __init__(self, engine, on_lost=None):
-        super().__init__()
-        self.engine = engine
-        self._on_lost = on_lost
-
-    def connectionMade(self):
-        super().connectionMade()
-        self.engine.protocol = self
-
-    def connectionLost(self, reason):
-        super().connectionLost(reason)
-        self.engine.protocol = None
-        if self._on_lost is not None:  # the controller is gone: so are we
-            self._on_lost()
-
-    @cmd.Hello.responder
-    def hello(self):
-        return {"pid": os.getpid(), "port": self.engine.port, "capacity": self.engine.capacity}
-
-    @cmd.Originate.responder
-    def originate(self, leg, uri, caller, headers, ring_timeout):
-        self.engine.originate(leg, uri, caller, headers, ring_timeout)
-        return {}
-
-    @cmd.Answer.responder
-    def answer(self, leg):
-        self.engine.answer(leg)
-        return {}
-
-    @cmd.Reject.responder
-    def reject(self, leg, code, reason, headers):
-        self.engine.reject(leg, code, reason, headers)
-        return {}
-
-    @cmd.Play.responder
-    def play(self, leg, path):
-        self.engine.play(leg, path)
-        return {}
-
-    @cmd.StopPlay.responder
-    def stop_play(self, leg):
-        self.engine.stop_play(leg)
-        return {}
-
-    @cmd.Bridge.responder
-    def bridge(self, leg, other):
-        self.engine.bridge(leg, other)
-        return {}
-
-    @cmd.SendDtmf.responder
-    def send_dtmf(self, leg, digits):
-        self.engine.send_dtmf(leg, digits)
-        return {}
-
-    @cmd.Hangup.responder
-    def hangup(self, leg, code):
-        self.engine.hangup(leg, code)
-        return {}
-
-    @cmd.Stats.responder
-    def stats(self, leg):
-        rx, tx = self.engine.stats(leg)
-        return {"rx_packets": rx, "tx_packets": tx}
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="mizu pjsua2 worker (run by the controller)")
     parser.add_argument("--host", default="0.0.0.0")
@@ -411,7 +366,7 @@ def main(argv=None) -> None:
     parser.add_argument("--fd", type=int, default=3, help="the AMP socket")
     args = parser.parse_args(argv)
     engine = Engine(args.host, args.port, args.public_address, args.max_calls)
-    factory = protocol.Factory.forProtocol(lambda: WorkerProtocol(engine, reactor.stop))
+    factory = protocol.Factory.forProtocol(lambda: WorkerLink(engine, reactor.stop))
     reactor.adoptStreamConnection(args.fd, socket.AF_UNIX, factory)
     os.close(args.fd)  # adopted: the reactor holds its own copy
     engine.start()

@@ -3,8 +3,7 @@
 from twisted.test import iosim
 
 from mizu.sip import amp as cmd
-from mizu.sip.process import ControllerLink
-from mizu.sip.worker import WorkerProtocol
+from mizu.sip.link import ControllerLink, WorkerLink
 
 
 class FakeEngine:
@@ -37,7 +36,7 @@ class Sink:
 def connect():
     engine, sink, lost = FakeEngine(), Sink(), []
     controller, worker, pump = iosim.connectedServerAndClient(
-        lambda: WorkerProtocol(engine, lambda: lost.append(True)),
+        lambda: WorkerLink(engine, lambda: lost.append(True)),
         lambda: ControllerLink(sink))
     return controller, worker, pump, engine, sink, lost
 
