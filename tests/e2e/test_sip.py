@@ -232,3 +232,45 @@ async def test_killed_worker_is_replaced_and_its_call_reported_ended(mizu):
     await finished(proc2)
     await rtp.close()
     await rtp2.close()
+
+
+def udp_exchange(port, datagram, timeout=2.0):
+    """Send one datagram to the worker; returns its reply or None."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(timeout)
+        s.sendto(datagram, ("127.0.0.1", port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_sip_is_refused_and_the_worker_lives_on(mizu):
+    """Garbage is dropped, an INVITE without Call-ID too, a bad SDP is answered 400;
+    no call reaches the core and the same worker keeps serving."""
+    from twisted.internet import threads
+
+    pid = mizu.sip.workers[0].pid
+    garbage = await threads.deferToThread(udp_exchange, mizu.sip_port, b"\x00\xffnot sip\r\n\r\n")
+    assert garbage is None, garbage  # dropped
+    broken = (b"INVITE sip:4930555@127.0.0.1 SIP/2.0\r\n"
+              b"Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKbroken\r\n"
+              b"From: <sip:1@127.0.0.1>;tag=1\r\nTo: <sip:4930555@127.0.0.1>\r\n"
+              b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+    reply = await threads.deferToThread(udp_exchange, mizu.sip_port, broken)
+    assert reply is None, reply  # no Call-ID: nothing to answer to
+    bad_sdp = (b"INVITE sip:4930555@127.0.0.1 SIP/2.0\r\n"
+               b"Via: SIP/2.0/UDP 127.0.0.1:9;rport;branch=z9hG4bKbadsdp\r\n"
+               b"From: <sip:1@127.0.0.1>;tag=1\r\nTo: <sip:4930555@127.0.0.1>\r\n"
+               b"Call-ID: bad-sdp@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+               b"Contact: <sip:1@127.0.0.1:9>\r\nContent-Type: application/sdp\r\n"
+               b"Content-Length: 9\r\n\r\nnot sdp\r\n")
+    reply = await threads.deferToThread(udp_exchange, mizu.sip_port, bad_sdp)
+    assert reply.startswith(b"SIP/2.0 400 Bad SDP\r\n"), reply
+    assert mizu.core.calls == [] and mizu.sip.legs == {}
+    assert mizu.sip.workers[0].pid == pid
+    await finished(sipp("uac_404.xml", "-s", "999", target=f"127.0.0.1:{mizu.sip_port}"))
