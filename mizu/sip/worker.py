@@ -296,7 +296,8 @@ class Engine:
         call = self.leg(leg)
         media = self.audio(call)
         self._stop_player(call)
-        player = Player(lambda: self._eof(call.name, player))
+        name = call.name  # the player must not hold the Call: the engine owns it alone
+        player = Player(lambda: self._eof(name, player))
         try:
             player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
         except pj.Error as e:
