@@ -1,5 +1,7 @@
 """Seconds from launching ``twistd -n mizu`` to "ready", on a fresh datadir and on a reused one.
 
+The server starts as configured by default: embedded PostgreSQL, two SIP workers, console.
+
 Usage: python bench/startup.py   (prints one line: startup fresh=<s> second=<s>)
 """
 
@@ -23,7 +25,8 @@ def free_port() -> int:
 def start_once(folder: Path) -> float:
     """Launch, wait for the ready line, stop with SIGTERM; returns seconds to ready."""
     config = folder / "mizu.ini"
-    config.write_text(f"[console]\nlisten = tcp:{free_port()}:interface=127.0.0.1\n"
+    config.write_text(f"[sip]\nlisten = 127.0.0.1:{free_port()}\nworkers = 2\n"
+                      f"[console]\nlisten = tcp:{free_port()}:interface=127.0.0.1\n"
                       "[console.users]\nadmin = x\n")
     log = folder / "out.log"
     began = time.monotonic()
