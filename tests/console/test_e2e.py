@@ -215,3 +215,19 @@ async def test_client_ignoring_negotiation_still_logs_in(server):
     """A raw TCP client that ignores WILL ECHO is not left hanging at Password:."""
     out = await in_thread(raw_login, server.getServiceNamed("console").port, "admin", "s3cret")
     assert b"database external" in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_bcrypt_hashed_password(server):
+    """An account configured with a bcrypt hash logs in with its password, not the hash."""
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"h4shed", bcrypt.gensalt(rounds=4)).decode()
+    write_config(server.config_path, users=f"admin = s3cret\nauditor = {hashed}\n")
+    t = await session(server)
+    assert await run(t, "reload") == ([], "OK")
+    (await session(server, "auditor", "h4shed")).close()
+    wrong = TelnetSession(server.getServiceNamed("console").port)
+    assert await in_thread(wrong.login, "auditor", hashed) == b"again"
+    wrong.close()
+    t.close()
