@@ -6,26 +6,24 @@ Usage: python bench/startup.py   (prints one line: startup fresh=<s> second=<s>)
 """
 
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.e2e.peers import free_port  # noqa: E402
+
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_once(folder: Path) -> float:
     """Launch, wait for the ready line, stop with SIGTERM; returns seconds to ready."""
     config = folder / "mizu.ini"
-    config.write_text(f"[sip]\nlisten = 127.0.0.1:{free_port()}\nworkers = 2\n"
+    config.write_text(f"[sip]\nlisten = 127.0.0.1:{free_port(2)}\nworkers = 2\n"
                       f"[console]\nlisten = tcp:{free_port()}:interface=127.0.0.1\n"
                       "[console.users]\nadmin = x\n")
     log = folder / "out.log"

@@ -94,17 +94,17 @@ class MizuService(MultiService):
             f"config {self.config.path or '(built-in defaults)'}",
             f"settings {len(self.settings.items())} in force",
         ]
-        for child in self:
-            report = getattr(child, "status_lines", None)
-            if report is not None and child.running:
-                lines += report()
-        return lines
+        return lines + self._reports("status_lines")
 
     def call_lines(self) -> list[str]:
         """The ``calls`` report: every live leg."""
+        return self._reports("call_lines")
+
+    def _reports(self, method: str) -> list[str]:
+        """The lines of every running child that has ``method``, in start order."""
         lines = []
         for child in self:
-            report = getattr(child, "call_lines", None)
+            report = getattr(child, method, None)
             if report is not None and child.running:
                 lines += report()
         return lines

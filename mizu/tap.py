@@ -34,14 +34,14 @@ def _check_reachable(config: Config) -> None:
         return
     import psycopg2
 
-    from mizu.store.pool import redact_dsn
+    from mizu.store.pool import first_line, redact_dsn
 
     try:
         psycopg2.connect(config.database.dsn, connect_timeout=10).close()
     except psycopg2.Error as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SystemExit(
-            f"mizu: cannot connect to database {redact_dsn(config.database.dsn)}: {reason}"
+            f"mizu: cannot connect to database {redact_dsn(config.database.dsn)}: "
+            f"{first_line(e)}"
         ) from None
 
 

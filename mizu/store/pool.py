@@ -25,13 +25,17 @@ def redact_dsn(dsn: str) -> str:
     return _KV_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", dsn))
 
 
+# Errors that mean the connection itself is gone (the pool reconnects), not a bad statement.
+_CONNECTION_LOST = (reconnection.ConnectionDead, txpostgres.RollbackFailed,
+                    psycopg2.OperationalError, psycopg2.InterfaceError,
+                    error.ConnectionDone, error.ConnectionLost)
+
+
 def wrap_error(failure: Failure) -> Failure:
     """Turn a driver failure into a ``StoreError``; mizu's own errors pass unchanged."""
     if failure.check(MizuError):
         return failure
-    if failure.check(reconnection.ConnectionDead, txpostgres.RollbackFailed,
-                     psycopg2.OperationalError, psycopg2.InterfaceError,
-                     error.ConnectionDone, error.ConnectionLost):
+    if failure.check(*_CONNECTION_LOST):
         return Failure(StoreUnavailable(f"database connection lost: {_first_line(failure)}"))
     if failure.check(psycopg2.Error):
         exc = failure.value
@@ -42,8 +46,13 @@ def wrap_error(failure: Failure) -> Failure:
 
 
 def _first_line(failure: Failure) -> str:
-    text = str(failure.value).strip()
-    return text.splitlines()[0] if text else type(failure.value).__name__
+    return first_line(failure.value)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (driver messages run over several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Pool:
@@ -80,9 +89,7 @@ class Pool:
     def _is_death(self, failure: Failure) -> bool:
         if self._closing:
             return False
-        dead = failure.check(psycopg2.OperationalError, psycopg2.InterfaceError,
-                             txpostgres.RollbackFailed, error.ConnectionDone,
-                             error.ConnectionLost)
+        dead = failure.check(*_CONNECTION_LOST)
         if dead:
             log.warn("database connection lost ({reason}); reconnecting",
                      reason=_first_line(failure))

@@ -2,22 +2,17 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from tests.e2e.peers import free_port
 from tests.telnetclient import TelnetSession
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(tmp_path, *args, config=None):
