@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg2
@@ -55,12 +57,52 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class _Detector(reconnection.DeadConnectionDetector):
+    """txpostgres's detector, keeping the pool informed and stopping once it closes."""
+
+    def __init__(self, pool: Pool):
+        super().__init__(deathChecker=pool._is_death, reconnectionIterator=pool._backoff,
+                         reactor=pool._reactor)
+        self._pool = pool
+
+    def startReconnecting(self, f: Failure) -> None:
+        """Retry with backoff until connected again or the pool closes."""
+        log.warn("database connection lost ({reason}); reconnecting", reason=_first_line(f))
+        self._pool._note_loss(f)
+        rc = retrying.RetryingCall(self.reconnect)
+        rc.reactor = self.reactor
+        d = rc.start(self.reconnectionIterator())
+        d.addCallback(lambda _: self.connectionRecovered())
+        # The retries only end, with the last attempt's failure, once the pool closes.
+        d.addErrback(lambda f: None if self._pool._closing else log.failure(
+            "database reconnection stopped", f))
+        # Waiters fail now if this was the last live connection.
+        self._pool._serve_waiters()
+
+    def reconnect(self) -> defer.Deferred:
+        """One attempt to connect again; its failure is remembered as the latest reason."""
+        if self._pool._closing:
+            return defer.fail(StoreUnavailable("the database pool is closed"))
+        return super().reconnect().addErrback(self._attempt_failed)
+
+    def _attempt_failed(self, f: Failure) -> Failure:
+        self._pool._note_loss(f)
+        # A failed psycopg2 connection left open makes the reactor poll it again and log
+        # the same error as unhandled. Closing what is half-open may itself fail.
+        with contextlib.suppress(Exception):
+            self.reconnectable.close()
+        return f
+
+
 class Pool:
     """``size`` autocommit connections plus one for LISTEN, each reconnecting on its own.
 
     A dead connection is detected (by a failed query or by the server closing its socket)
-    and reconnected in the background with backoff; meanwhile queries go to live
-    connections, or fail at once with ``StoreUnavailable`` when none is left.
+    and reconnected in the background with backoff. A query takes an idle live
+    connection; when every live one is busy it waits in line (first come, first served)
+    for one to come back or for a dead one to recover. It fails at once with
+    ``StoreUnavailable`` only when no connection is live at all, and so do the queries
+    already waiting when the last live connection dies.
     """
 
     def __init__(self, dsn: str, reactor: Any, size: int = 4,
@@ -69,31 +111,38 @@ class Pool:
         self._reactor = reactor
         self._max_delay = max_reconnect_delay
         self._closing = False
+        self._last_loss: str | None = None
         self._connections = [self._make_connection() for _ in range(size)]
+        # Longest idle first, dead ones included: a dead one is skipped until it recovers.
         self._idle = list(self._connections)
-        self._semaphore = defer.DeferredSemaphore(size)
+        self._waiters: deque[defer.Deferred] = deque()
         self._listener: txpostgres.Connection | None = None
         self._channels: dict[str, list[Callable[[str], Any]]] = {}
 
     def _make_connection(self) -> txpostgres.Connection:
-        detector = reconnection.DeadConnectionDetector(
-            deathChecker=self._is_death,
-            reconnectionIterator=lambda: retrying.simpleBackoffIterator(
-                initialDelay=0.2, maxDelay=self._max_delay, factor=2, maxRetries=0, now=True
-            ),
-            reactor=self._reactor,
-        )
+        detector = _Detector(self)
         detector.addRecoveryHandler(lambda: log.info("database connection recovered"))
+        detector.addRecoveryHandler(self._serve_waiters)
         return txpostgres.Connection(reactor=self._reactor, detector=detector)
 
+    def _backoff(self) -> Iterator[float]:
+        for delay in retrying.simpleBackoffIterator(
+            initialDelay=0.2, maxDelay=self._max_delay, factor=2, maxRetries=0, now=True
+        ):
+            if self._closing:
+                return
+            yield delay
+
     def _is_death(self, failure: Failure) -> bool:
-        if self._closing:
-            return False
-        dead = failure.check(*_CONNECTION_LOST)
-        if dead:
-            log.warn("database connection lost ({reason}); reconnecting",
-                     reason=_first_line(failure))
-        return bool(dead)
+        return not self._closing and bool(failure.check(*_CONNECTION_LOST))
+
+    def _note_loss(self, failure: Failure) -> None:
+        self._last_loss = _first_line(failure)
+
+    @property
+    def last_loss(self) -> str | None:
+        """Why a connection was last lost or last failed to reconnect, or None if never."""
+        return self._last_loss
 
     @defer.inlineCallbacks
     def start(self):
@@ -111,11 +160,12 @@ class Pool:
         return self
 
     def close(self) -> None:
-        """Close every connection; nothing reconnects afterwards."""
+        """Close every connection and fail waiting queries; nothing reconnects afterwards."""
         self._closing = True
         for c in self._connections + ([self._listener] if self._listener else []):
             if c._connection is not None:
                 c.close()
+        self._fail_waiters()
 
     def stats(self) -> tuple[int, int]:
         """(live, total) connections in the pool, for the console's ``status``."""
@@ -127,24 +177,60 @@ class Pool:
         return (not c.detector.connectionIsDead and c._connection is not None
                 and not c._connection.closed)
 
-    def _run(self, method: str, *args: Any, **kwargs: Any) -> defer.Deferred:
-        return self._semaphore.run(self._run_on_idle, method, *args, **kwargs)
+    def _unavailable(self) -> StoreUnavailable:
+        if self._closing:
+            return StoreUnavailable("the database pool is closed")
+        reason = f": {self._last_loss}" if self._last_loss else ""
+        return StoreUnavailable(
+            f"database {redact_dsn(self.dsn)} unavailable (reconnecting{reason})")
 
-    def _run_on_idle(self, method: str, *args: Any, **kwargs: Any) -> defer.Deferred:
+    def _take_idle(self) -> txpostgres.Connection | None:
         for c in self._idle:
             if self._is_live(c):
+                self._idle.remove(c)
+                return c
+        return None
+
+    def _acquire(self) -> defer.Deferred:
+        if not self._closing:
+            c = self._take_idle()
+            if c is not None:
+                return defer.succeed(c)
+            if any(self._is_live(c) for c in self._connections):
+                d = defer.Deferred(self._waiters.remove)
+                self._waiters.append(d)
+                return d
+        return defer.fail(self._unavailable())
+
+    def _release(self, c: txpostgres.Connection) -> None:
+        self._idle.append(c)
+        self._serve_waiters()
+
+    def _serve_waiters(self) -> None:
+        """Hand idle live connections to waiters in order; fail them all if none is live."""
+        while self._waiters:
+            c = self._take_idle()
+            if c is None:
                 break
-        else:
-            return defer.fail(StoreUnavailable(
-                f"database {redact_dsn(self.dsn)} unavailable; reconnecting"))
-        self._idle.remove(c)
-        d = getattr(c, method)(*args, **kwargs)
+            self._waiters.popleft().callback(c)
+        if self._waiters and not any(self._is_live(c) for c in self._connections):
+            self._fail_waiters()
 
-        def put_back(result):
-            self._idle.append(c)
-            return result
+    def _fail_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, deque()
+        for d in waiters:
+            d.errback(self._unavailable())
 
-        return d.addBoth(put_back).addErrback(wrap_error)
+    def _run(self, method: str, *args: Any, **kwargs: Any) -> defer.Deferred:
+        def run_on(c: txpostgres.Connection) -> defer.Deferred:
+            def put_back(result):
+                self._release(c)
+                return result
+
+            d = defer.maybeDeferred(getattr(c, method), *args, **kwargs)
+            return d.addBoth(put_back)
+
+        return self._acquire().addCallback(run_on).addErrback(wrap_error)
 
     def runQuery(self, sql: str, params: Any = None) -> defer.Deferred:
         """Run one statement in its own transaction; fires with all rows."""

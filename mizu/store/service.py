@@ -63,20 +63,32 @@ class StoreService(Service):
             self.embedded = EmbeddedPostgres(self._config.datadir)
             dsn = yield self._in_thread(self.embedded.start)
             log.info("embedded PostgreSQL running in {pgdata}", pgdata=self.embedded.pgdata)
-        self.pool = Pool(dsn, self._reactor, size=self._pool_size)
-        yield self.pool.start()
+        pool = Pool(dsn, self._reactor, size=self._pool_size)
+        self.pool = yield pool.start()
         self.schema_version = yield migrate(self.pool)
         log.info("store ready: {dsn}, schema version {version}",
                  dsn=self.dsn, version=self.schema_version)
 
     def status_lines(self) -> list[str]:
-        """One line on the database for the console's ``status``."""
+        """One line on the database for the console's ``status``, ending with its state.
+
+        ``state=up`` while every connection is live, ``state=up (N reconnecting: why)``
+        while some are, ``state=down (reconnecting: why)`` when none is, where ``why``
+        is the last connection-loss reason.
+        """
         if self.pool is None:
             return ["database starting"]
         live, total = self.pool.stats()
+        why = self.pool.last_loss or "not connected"
+        if live == total:
+            state = "up"
+        elif live:
+            state = f"up ({total - live} reconnecting: {why})"
+        else:
+            state = f"down (reconnecting: {why})"
         kind = f"embedded in {self.embedded.pgdata}" if self.embedded else "external"
         return [f"database {kind} dsn={self.dsn} schema={self.schema_version} "
-                f"connections={live}/{total}"]
+                f"connections={live}/{total} state={state}"]
 
     @defer.inlineCallbacks
     def stopService(self):

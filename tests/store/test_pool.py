@@ -2,11 +2,12 @@
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 from mizu.errors import StoreError, StoreUnavailable
 from mizu.store.migrations import migrate
 from mizu.store.pool import Pool, redact_dsn
+from tests.store.support import allow_connections, outcome, sleep, until
 
 
 def test_redact_dsn_hides_passwords():
@@ -132,3 +133,135 @@ async def test_listen_survives_a_lost_connection(database, sql):
         assert got[0] == sql("SELECT id::text FROM tb_callbacks WHERE anum = '111'")[0][0]
     finally:
         pool.close()
+
+
+
+async def kill_one(pool, database, sql):
+    """Kill one connection of a started pool of two, and keep it from reconnecting
+    (until ``allow_connections(database, True)``); returns the live one's backend pid."""
+    pids = backend_pids(sql)
+    [(victim,)] = await pool.runQuery("SELECT pg_backend_pid()")
+    allow_connections(database, False)
+    sql("SELECT pg_terminate_backend(%s)", (victim,))
+    await until(lambda: pool.stats() == (1, 2))
+    [live] = pids - {victim}
+    return live
+
+
+@pytest_twisted.ensureDeferred
+async def test_queries_wait_for_the_live_connection_while_another_reconnects(database, sql):
+    """With one connection dead and one live, more concurrent queries than live
+    connections all succeed on the live one, in the order they were issued."""
+    pool = await Pool(database, reactor, size=2, max_reconnect_delay=0.3).start()
+    try:
+        live = await kill_one(pool, database, sql)
+        done = []
+
+        def finished(rows, n):
+            done.append(n)
+            return rows
+
+        queries = [pool.runQuery("SELECT pg_backend_pid(), pg_sleep(0.05), %s", (n,))
+                   .addCallback(finished, n) for n in range(4)]
+        results = await defer.gatherResults(queries, consumeErrors=True)
+        assert [r[0][0] for r in results] == [live] * 4
+        assert [r[0][2] for r in results] == [0, 1, 2, 3]
+        assert done == [0, 1, 2, 3]  # first come, first served
+        assert pool.stats() == (1, 2)  # the dead one was reconnecting all along
+    finally:
+        allow_connections(database, True)
+        pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_recovered_connection_serves_waiting_queries(database, sql):
+    """A query waiting while the only live connection is busy runs on the dead one as
+    soon as it recovers, without waiting for the busy one."""
+    pool = await Pool(database, reactor, size=2, max_reconnect_delay=0.3).start()
+    try:
+        live = await kill_one(pool, database, sql)
+        busy = pool.runQuery("SELECT pg_sleep(30)")
+        busy_done = outcome(busy)
+        waiting = pool.runQuery("SELECT pg_backend_pid()")
+        waiting_done = outcome(waiting)
+        await sleep(0.3)
+        assert not waiting_done
+        allow_connections(database, True)
+        [(pid,)] = await waiting
+        assert pid != live
+        assert not busy_done
+        assert pool.stats() == (2, 2)
+    finally:
+        allow_connections(database, True)
+        pool.close()
+    with pytest.raises(StoreUnavailable):
+        await busy
+
+
+@pytest_twisted.ensureDeferred
+async def test_waiters_fail_at_once_when_the_last_live_connection_dies(database, sql):
+    """Queries wait while a live connection is busy; when that last live connection
+    dies they all fail with StoreUnavailable at once instead of hanging."""
+    pool = await Pool(database, reactor, size=2, max_reconnect_delay=0.3).start()
+    try:
+        live = await kill_one(pool, database, sql)
+        busy = pool.runQuery("SELECT pg_sleep(30)")
+        waiting = [pool.runQuery("SELECT 1") for _ in range(3)]
+        outcomes = [outcome(d) for d in waiting]
+        await sleep(0.3)
+        assert outcomes == [[], [], []]
+        start = reactor.seconds()
+        sql("SELECT pg_terminate_backend(%s)", (live,))
+        for d in [busy, *waiting]:
+            with pytest.raises(StoreUnavailable):
+                await d
+        assert reactor.seconds() - start < 3
+        assert pool.stats() == (0, 2)
+    finally:
+        allow_connections(database, True)
+        pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_live_connection_fails_fast_then_recovers(database, sql):
+    """With every connection dead a query fails at once with StoreUnavailable naming
+    the last loss; once connections are allowed again queries work by themselves."""
+    pool = await Pool(database, reactor, size=2, max_reconnect_delay=0.3).start()
+    try:
+        allow_connections(database, False)
+        terminate_backends(sql)
+        await until(lambda: pool.stats() == (0, 2))
+        await until(lambda: "not currently accepting connections" in (pool.last_loss or ""))
+        start = reactor.seconds()
+        with pytest.raises(StoreUnavailable, match="not currently accepting connections"):
+            await pool.runQuery("SELECT 1")
+        assert reactor.seconds() - start < 0.5
+        allow_connections(database, True)
+        await until(lambda: pool.stats() == (2, 2))
+        assert await pool.runQuery("SELECT 1") == [(1,)]
+    finally:
+        allow_connections(database, True)
+        pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_fails_waiting_queries_and_stops_reconnecting(database, sql):
+    """Closing the pool fails queued queries with StoreUnavailable, and a connection
+    that was reconnecting gives up instead of connecting again."""
+    pool = await Pool(database, reactor, size=2, max_reconnect_delay=0.1).start()
+    try:
+        live = await kill_one(pool, database, sql)
+        busy = pool.runQuery("SELECT pg_sleep(30)")
+        waiting = pool.runQuery("SELECT 1")
+        await sleep(0.1)
+    finally:
+        pool.close()
+        allow_connections(database, True)
+    for d in (busy, waiting):
+        with pytest.raises(StoreUnavailable):
+            await d
+    await sleep(0.5)
+    # the busy backend sleeps on, unaware its client left; no new one appeared
+    assert backend_pids(sql) <= {live}
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await pool.runQuery("SELECT 1")
