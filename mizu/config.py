@@ -33,6 +33,7 @@ class SipConfig:
     max_calls: int = 1000
     default_gateway: str = ""
     shutdown_grace: int = 30
+    log_level: int = 1
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class ConsoleConfig:
     """The telnet console's endpoint and accounts (name to plain password or bcrypt hash)."""
 
     listen: str = "tcp:2323:interface=127.0.0.1"
+    login_timeout: int = 60
+    idle_timeout: int = 900
+    max_unauthenticated: int = 20
     users: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,6 +69,16 @@ class SmppConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Bans by source address: ``ban_failures`` failed logins within ``ban_window`` seconds
+    ban the address for ``ban_time`` seconds (SIP digest and console, counted apart)."""
+
+    ban_failures: int = 10
+    ban_window: int = 60
+    ban_time: int = 900
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, validated configuration; ``path`` is the file it came from, if any."""
 
@@ -74,18 +88,21 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     smpp: SmppConfig = field(default_factory=SmppConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def restart_required(self, new: Config) -> list[str]:
         """The settings that differ in ``new`` but cannot change while running."""
         fixed = [
             ("database", "dsn"), ("database", "datadir"),
             ("sip", "host"), ("sip", "port"), ("sip", "workers"),
+            ("sip", "public_address"), ("sip", "max_calls"), ("sip", "log_level"),
             ("http", "listen"), ("console", "listen"),
         ]
         changed = []
         for section, key in fixed:
             if getattr(getattr(self, section), key) != getattr(getattr(new, section), key):
-                changed.append(f"[{section}] {'listen' if section == 'sip' else key}")
+                name = "listen" if (section, key) in (("sip", "host"), ("sip", "port")) else key
+                changed.append(f"[{section}] {name}")
         return sorted(set(changed))
 
 
@@ -158,9 +175,15 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "max_calls": ("max_calls", _parse_int(1, 1_000_000)),
         "default_gateway": ("default_gateway", _parse_gateway),
         "shutdown_grace": ("shutdown_grace", _parse_int(0, 3600)),
+        "log_level": ("log_level", _parse_int(0, 6)),
     },
     "http": {"listen": ("listen", _parse_endpoint)},
-    "console": {"listen": ("listen", _parse_endpoint)},
+    "console": {
+        "listen": ("listen", _parse_endpoint),
+        "login_timeout": ("login_timeout", _parse_int(5, 3600)),
+        "idle_timeout": ("idle_timeout", _parse_int(0, 86400)),
+        "max_unauthenticated": ("max_unauthenticated", _parse_int(1, 10_000)),
+    },
     "smpp": {
         "enabled": ("enabled", _parse_bool),
         "host": ("host", _text),
@@ -171,9 +194,14 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "bind": ("bind", _parse_choice("transceiver", "receiver")),
         "source_addr": ("source_addr", _text),
     },
+    "security": {
+        "ban_failures": ("ban_failures", _parse_int(0, 1_000_000)),
+        "ban_window": ("ban_window", _parse_int(1, 86400)),
+        "ban_time": ("ban_time", _parse_int(1, 30 * 86400)),
+    },
 }
 _SECTIONS = {"database": DatabaseConfig, "sip": SipConfig, "http": HttpConfig,
-             "console": ConsoleConfig, "smpp": SmppConfig}
+             "console": ConsoleConfig, "smpp": SmppConfig, "security": SecurityConfig}
 
 
 def load_config(path: str | None = None, dsn: str | None = None,

@@ -42,3 +42,27 @@ class CommandError(MizuError):
     """A console command with wrong arguments or one that could not be carried out."""
 
     code = "command"
+
+
+class TelephonyError(MizuError):
+    """A telephony operation failed (the SIP bridge and the fake raise the same ones)."""
+
+    code = "telephony"
+
+
+class NoCapacity(TelephonyError):
+    """No call slot is free where the leg would have to go."""
+
+    code = "no-capacity"
+
+
+class LegGone(TelephonyError):
+    """The leg has ended (or never existed); nothing more can be done with it."""
+
+    code = "leg-gone"
+
+
+class ShuttingDown(TelephonyError):
+    """The node is stopping and takes no new calls."""
+
+    code = "shutting-down"

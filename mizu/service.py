@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mizu import __version__
+from mizu.bans import Bans
 from mizu.config import Config
 from mizu.errors import CommandError, ConfigError
 from mizu.settings import Settings
@@ -33,6 +34,8 @@ class MizuService(MultiService):
         self._load_config = load_config
         self._started_config = config
         self._clock = clock
+        sec = config.security
+        self.bans = Bans(clock, sec.ban_failures, sec.ban_window, sec.ban_time)
         self._outcome: MizuService | Failure | None = None
         self._waiting: list[defer.Deferred] = []
         self.started_at: float | None = None
@@ -93,8 +96,15 @@ class MizuService(MultiService):
             f"mizu {__version__} pid={os.getpid()} uptime={uptime}s",
             f"config {self.config.path or '(built-in defaults)'}",
             f"settings {len(self.settings.items())} in force",
+            self._bans_line(),
         ]
         return lines + self._reports("status_lines")
+
+    def _bans_line(self) -> str:
+        bans = self.bans.active()
+        kinds = sorted({ban.kind for ban in bans})
+        parts = "".join(f" {k}={sum(1 for b in bans if b.kind == k)}" for k in kinds)
+        return f"bans {len(bans)}{parts}"
 
     def call_lines(self) -> list[str]:
         """The ``calls`` report: every live leg."""
@@ -133,6 +143,8 @@ class MizuService(MultiService):
         notes = [f"restart required: {what} changed"
                  for what in self._started_config.restart_required(config)]
         self.config, self.settings = config, settings
+        sec = config.security
+        self.bans.configure(sec.ban_failures, sec.ban_window, sec.ban_time)
         for child in self:
             reconfig = getattr(child, "reconfigService", None)
             if reconfig is not None:

@@ -58,7 +58,8 @@ def build(config: Config, load, reactor):
     store.setServiceParent(root)
     if config.sip.workers:
         bridge = SipBridge(config.sip, reactor)
-        bridge.setIncomingHandler(Triage(store.users, lambda: root.settings, reactor))
+        bridge.setIncomingHandler(Triage(store.users, lambda: root.settings, reactor,
+                                         bans=root.bans))
         bridge.setServiceParent(root)
     ConsoleService(root, config, reactor).setServiceParent(root)
     return root

@@ -6,18 +6,11 @@ strings: the controller names the legs it originates, the worker names incoming 
 
 from twisted.protocols import amp
 
+from mizu.errors import LegGone, NoCapacity, TelephonyError
 
-class WorkerError(Exception):
-    """A worker refused or failed a command (unknown leg, pjsua2 error, full)."""
-
-
-class WorkerFull(WorkerError):
-    """The worker has no free call slot."""
-
-
-# The subclass first: AMP maps an exception by the first class it matches.
-_ERRORS = {WorkerFull: b"WORKER_FULL", WorkerError: b"WORKER_ERROR"}
-_Headers = amp.ListOf(amp.Unicode())
+# Subclasses first: AMP maps an exception by the first class it matches.
+_ERRORS = {NoCapacity: b"NO_CAPACITY", LegGone: b"LEG_GONE", TelephonyError: b"TELEPHONY"}
+_Lines = amp.ListOf(amp.Unicode())
 
 
 # -- controller → worker ---------------------------------------------------------------
@@ -34,7 +27,7 @@ class Originate(amp.Command):
     """Start an outgoing call; events for ``leg`` follow."""
 
     arguments = [(b"leg", amp.Unicode()), (b"uri", amp.Unicode()),
-                 (b"caller", amp.Unicode()), (b"headers", _Headers),
+                 (b"caller", amp.Unicode()), (b"headers", _Lines),
                  (b"ring_timeout", amp.Float())]
     response = []
     errors = _ERRORS
@@ -52,15 +45,15 @@ class Reject(amp.Command):
     """Answer an incoming call with a final non-2xx response (headers as ``Name: value``)."""
 
     arguments = [(b"leg", amp.Unicode()), (b"code", amp.Integer()),
-                 (b"reason", amp.Unicode()), (b"headers", _Headers)]
+                 (b"reason", amp.Unicode()), (b"headers", _Lines)]
     response = []
     errors = _ERRORS
 
 
 class Play(amp.Command):
-    """Play a WAV file to a leg; ``PlayDone`` follows at its end unless stopped."""
+    """Play WAV files one after another; ``PlayDone`` with ``play_id`` follows the last."""
 
-    arguments = [(b"leg", amp.Unicode()), (b"path", amp.Unicode())]
+    arguments = [(b"leg", amp.Unicode()), (b"play_id", amp.Integer()), (b"paths", _Lines)]
     response = []
     errors = _ERRORS
 
@@ -81,6 +74,14 @@ class Bridge(amp.Command):
     errors = _ERRORS
 
 
+class Unbridge(amp.Command):
+    """Disconnect the audio of two legs both ways."""
+
+    arguments = [(b"leg", amp.Unicode()), (b"other", amp.Unicode())]
+    response = []
+    errors = _ERRORS
+
+
 class SendDtmf(amp.Command):
     """Send digits to a leg by RFC 2833."""
 
@@ -90,7 +91,7 @@ class SendDtmf(amp.Command):
 
 
 class Hangup(amp.Command):
-    """End a leg (BYE, CANCEL or a final response, whatever its state needs)."""
+    """End a leg: BYE, CANCEL, or a final response ``code`` (300-699; 0 for the default)."""
 
     arguments = [(b"leg", amp.Unicode()), (b"code", amp.Integer())]
     response = []
@@ -108,21 +109,28 @@ class Stats(amp.Command):
 # -- worker → controller ---------------------------------------------------------------
 
 class Incoming(amp.Command):
-    """A new INVITE, parsed; the controller answers, rejects or challenges it."""
+    """A new INVITE, parsed; the controller answers, rejects or challenges it.
+
+    ``response_headers`` (Via, From, To, Call-ID, CSeq as received) and ``transport`` let
+    the controller answer the caller itself should the worker die before it could.
+    """
 
     arguments = [(b"leg", amp.Unicode()), (b"request_uri", amp.Unicode()),
                  (b"from_uri", amp.Unicode()), (b"to_uri", amp.Unicode()),
                  (b"pai", amp.Unicode()), (b"authorization", amp.Unicode()),
-                 (b"call_id", amp.Unicode()), (b"source", amp.Unicode())]
+                 (b"call_id", amp.Unicode()), (b"source", amp.Unicode()),
+                 (b"transport", amp.Unicode()), (b"response_headers", _Lines)]
     response = []
     requiresAnswer = False
 
 
 class CallState(amp.Command):
-    """A leg rang, was answered, or ended (with the SIP code and reason)."""
+    """A leg rang, was answered, or ended (with the SIP code and reason, and ``by`` whom:
+    local, remote or timeout)."""
 
     arguments = [(b"leg", amp.Unicode()), (b"state", amp.Unicode()),
-                 (b"code", amp.Integer()), (b"reason", amp.Unicode())]
+                 (b"code", amp.Integer()), (b"reason", amp.Unicode()),
+                 (b"by", amp.Unicode())]
     response = []
     requiresAnswer = False
 
@@ -137,8 +145,8 @@ class Dtmf(amp.Command):
 
 
 class PlayDone(amp.Command):
-    """The WAV playing to a leg reached its end."""
+    """The playlist ``play_id`` reached its end (or could not be played)."""
 
-    arguments = [(b"leg", amp.Unicode())]
+    arguments = [(b"leg", amp.Unicode()), (b"play_id", amp.Integer())]
     response = []
     requiresAnswer = False

@@ -3,23 +3,40 @@
 Worker 0 listens on ``[sip] listen``, worker n on the port + n. Both legs of a session
 go to one worker (bridging happens inside its conference bridge); call setups per
 worker are limited per second, below the burst that aborts pjsua2; a worker that dies
-is replaced on its port with backoff, and its legs are reported ended.
+is replaced on its port, its legs are reported ended, and callers it left unanswered
+get a ``503`` from the controller.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
+import secrets
 from collections import deque
 
 from twisted.application.service import Service
-from twisted.internet import defer, task
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from mizu.config import SipConfig
+from mizu.errors import LegGone, NoCapacity, ShuttingDown, TelephonyError
 from mizu.sip import amp as cmd
+from mizu.sip import sipmsg
 from mizu.sip.process import WorkerProcess
-from mizu.telephony import IIncomingCallHandler, ILeg, Invite, ITelephony
+from mizu.telephony import (
+    LOCAL,
+    REMOTE,
+    SHUTDOWN,
+    WORKER,
+    EndCause,
+    IIncomingCallHandler,
+    ILeg,
+    Invite,
+    ITelephony,
+    LegBase,
+)
 
 log = Logger()
 
@@ -27,76 +44,86 @@ log = Logger()
 # 80/s (pjsua2's select() ioqueue); outgoing setups stay well below, leaving room for
 # incoming INVITEs, which cannot be paced before pjsua2 sees them.
 SETUPS_PER_SECOND = 20
+# Only failed starts (no Hello) lengthen the wait: a worker that came up and was then
+# killed by traffic is back in 0.5 s, so hostile packets cannot keep it down for long.
 RESTART_DELAYS = (0.5, 1, 2, 4, 8, 15, 30)
-STABLE_AFTER = 60.0  # a worker alive this long starts its backoff afresh
 STOP_GRACE = 5.0
 
 
 @implementer(ILeg)
-class SipLeg:
+class SipLeg(LegBase):
     """A leg on one worker; commands go to it over AMP, events come back to the observer."""
 
     def __init__(self, bridge, worker, name: str, direction: str, reserved: int = 0):
         self._bridge, self._worker = bridge, worker
         self.id, self.direction = name, direction
-        self.state = "new"
+        self.state = "ringing" if direction == "in" else "new"
         self.reserved = reserved
-        self.observer = None
-        self.partner: SipLeg | None = None
         self.invite: Invite | None = None
+        # Until an incoming leg is decided: what the controller needs to answer the
+        # caller itself, should the worker die first (transport, source, header lines).
+        self.undecided: tuple[str, str, list[str]] | None = None
+        self.abandoned = False  # originate was cancelled after the INVITE went out
 
     @property
     def worker(self) -> int:
         return self._worker.index
 
-    def observe(self, observer):
-        self.observer = observer
-
     def _call(self, command, **kwargs):
+        if self.state == "ended":
+            return defer.fail(LegGone(f"leg {self.id} has ended ({self.cause.cause})"))
         return self._worker.call(command, leg=self.id, **kwargs)
 
     def answer(self):
+        self.undecided = None
         return self._call(cmd.Answer)
 
     def reject(self, code, reason="", headers=()):
+        if not 300 <= code <= 699:
+            return defer.fail(ValueError(f"a rejection needs a code 300-699, not {code}"))
+        self.undecided = None
         return self._call(cmd.Reject, code=code, reason=reason, headers=list(headers))
 
-    def play(self, path):
-        return self._call(cmd.Play, path=str(path))
+    def play(self, paths):
+        self._live()
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        play_id = next(self._bridge.play_ids)
+
+        def failed(failure):
+            log.warn("leg {leg}: cannot play {paths}: {e}", leg=self.id,
+                     paths=[str(p) for p in paths], e=failure.getErrorMessage())
+            if self.state != "ended":
+                self._event("legPlayDone", play_id)  # the session moves on
+
+        self._call(cmd.Play, play_id=play_id, paths=[str(p) for p in paths]).addErrback(failed)
+        return play_id
 
     def stopPlaying(self):
         return self._call(cmd.StopPlay)
 
     def bridge(self, other):
         if other.worker != self.worker:
-            return defer.fail(cmd.WorkerError("legs on different workers cannot be bridged"))
+            return defer.fail(TelephonyError("legs on different workers cannot be bridged"))
+        return self._call(cmd.Bridge, other=other.id)
 
-        def bridged(result):
-            self.partner, other.partner = other, self
-            return result
-
-        return self._call(cmd.Bridge, other=other.id).addCallback(bridged)
+    def unbridge(self, other):
+        if other.state == "ended":
+            return defer.succeed(None)  # its audio left the bridge with it
+        return self._call(cmd.Unbridge, other=other.id)
 
     def sendDigits(self, digits):
         return self._call(cmd.SendDtmf, digits=digits)
 
-    def hangup(self, code=200):
+    def hangup(self, code=None):
         if self.state == "ended":
             return defer.succeed(None)
-        return self._call(cmd.Hangup, code=code)
+        self.undecided = None
+        return self._call(cmd.Hangup, code=code or 0)
 
     def stats(self):
         """RTP packets received and sent on this leg, as the worker counts them."""
         return self._call(cmd.Stats)
-
-    def _event(self, method, *args):
-        if self.observer is not None:
-            handler = getattr(self.observer, method, None)
-            if handler is not None:
-                try:
-                    handler(self, *args)
-                except Exception:
-                    log.failure("leg observer {method} failed", method=method)
 
 
 class NoHandler:
@@ -120,13 +147,16 @@ class SipBridge(Service):
         self._spawn = spawn or self._spawn_process
         self.workers: dict[int, WorkerProcess] = {}
         self.legs: dict[str, SipLeg] = {}
+        self.play_ids = itertools.count(1)
         self._setups: dict[int, deque] = {}
-        self._restarts: dict[int, int] = {}
-        self._started_at: dict[int, float] = {}
+        self._failed_starts: dict[int, int] = {}  # index → starts in a row without Hello
+        self._up: set = set()  # workers that said Hello and have not ended
+        self._restarts: dict[int, object] = {}  # index → the pending restart's DelayedCall
         self._names = itertools.count(1)
         self._handler = NoHandler()
         self._stopping = False
         self._drained: defer.Deferred | None = None
+        self._udp = None  # for the controller's own 503s
 
     def setIncomingHandler(self, handler):
         self._handler = IIncomingCallHandler(handler)
@@ -136,12 +166,23 @@ class SipBridge(Service):
         """The handler new incoming legs go to (the triage, in a running mizu)."""
         return self._handler
 
+    def reconfigService(self, config, settings) -> None:
+        """Take the [sip] keys that can change live; the rest is reported by reload."""
+        self._config = dataclasses.replace(
+            self._config, default_gateway=config.sip.default_gateway,
+            shutdown_grace=config.sip.shutdown_grace)
+
     # -- lifecycle -------------------------------------------------------------------
+
+    def share(self, index: int) -> int:
+        """Worker ``index``'s part of the node's ``[sip] max_calls``."""
+        c = self._config
+        return max(1, c.max_calls // c.workers + (1 if index < c.max_calls % c.workers else 0))
 
     def _spawn_process(self, index: int) -> WorkerProcess:
         c = self._config
         return WorkerProcess(index, c.host, c.port + index, c.public_address,
-                             c.max_calls, self, self._reactor)
+                             self.share(index), self, self._reactor, c.log_level)
 
     @defer.inlineCallbacks
     def startService(self):
@@ -153,22 +194,32 @@ class SipBridge(Service):
                 consumeErrors=True)
         except defer.FirstError as e:
             index = e.index
-            raise cmd.WorkerError(
+            raise TelephonyError(
                 f"sip worker {index} (port {self._config.port + index}) did not start: "
-                f"{e.subFailure.getErrorMessage()}; its output is in the log") from None
+                f"{e.subFailure.getErrorMessage()}") from None
 
     def _start_worker(self, index: int) -> defer.Deferred:
         worker = self._spawn(index)
         self.workers[index] = worker
         self._setups[index] = deque()
-        self._started_at[index] = self._reactor.seconds()
-        return worker.spawn()
+        d = worker.spawn()
+
+        def started(result):
+            self._failed_starts[index] = 0
+            self._up.add(worker)
+            return result
+
+        return d.addCallback(started)
 
     @defer.inlineCallbacks
     def stopService(self):
         """Refuse new calls, give live ones ``shutdown_grace`` seconds, then stop workers."""
         Service.stopService(self)
         self._stopping = True
+        for timer in self._restarts.values():
+            if timer.active():
+                timer.cancel()
+        self._restarts.clear()
         if self.legs and self._config.shutdown_grace:
             log.info("waiting up to {s} s for {n} live leg(s)",
                      s=self._config.shutdown_grace, n=len(self.legs))
@@ -179,31 +230,66 @@ class SipBridge(Service):
             if timer.active():
                 timer.cancel()
         yield defer.gatherResults([w.stop(STOP_GRACE) for w in list(self.workers.values())])
+        if self._udp is not None:
+            yield self._udp.stopListening()
+            self._udp = None
 
     def workerEnded(self, worker, reason):
         """A worker process exited: end its legs, and replace it unless we are stopping."""
         if self.workers.get(worker.index) is not worker:
             return
+        if worker in self._up:
+            self._up.discard(worker)
+        else:
+            self._failed_starts[worker.index] = self._failed_starts.get(worker.index, 0) + 1
+        by, why = (SHUTDOWN, "shutdown") if self._stopping else (WORKER, "sip worker died")
         for leg in [leg for leg in self.legs.values() if leg._worker is worker]:
-            self._end(leg, 500, "sip worker died")
-        if self._stopping:
+            if leg.undecided is not None:
+                self._refuse_orphan(leg)
+            self._end(leg, EndCause.of(by, 500, why))
+        if not self._stopping:
+            self._schedule_restart(worker.index, reason.getErrorMessage())
+
+    def _schedule_restart(self, index: int, why: str):
+        if index in self._restarts and self._restarts[index].active():
             return
-        index = worker.index
-        if self._reactor.seconds() - self._started_at.get(index, 0) > STABLE_AFTER:
-            self._restarts[index] = 0
-        attempt = self._restarts.get(index, 0)
+        attempt = self._failed_starts.get(index, 0)
         delay = RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)]
-        self._restarts[index] = attempt + 1
-        log.warn("sip worker {n} died ({reason}); restarting in {delay} s",
-                 n=index, reason=reason.getErrorMessage(), delay=delay)
-        self._reactor.callLater(delay, self._restart, index)
+        log.warn("sip worker {n} ended ({reason}); restarting in {delay} s",
+                 n=index, reason=why, delay=delay)
+        self._restarts[index] = self._reactor.callLater(delay, self._restart, index)
 
     def _restart(self, index: int):
+        self._restarts.pop(index, None)
         if self._stopping:
             return
-        self._start_worker(index).addErrback(
-            lambda f: log.error("sip worker {n} failed to start: {e}", n=index,
-                                e=f.getErrorMessage()))
+        try:
+            d = self._start_worker(index)
+        except Exception as e:  # could not even spawn (fork failed, fd limit)
+            self._failed_starts[index] = self._failed_starts.get(index, 0) + 1
+            self._schedule_restart(index, f"spawn failed: {e}")
+            return
+        # A start that fails ends the process, and workerEnded schedules the next try.
+        d.addErrback(lambda f: log.error("sip worker {n} failed to start: {e}", n=index,
+                                         e=f.getErrorMessage()))
+
+    def _refuse_orphan(self, leg: SipLeg):
+        """Answer 503 to a UDP caller whose INVITE died with its worker, undecided."""
+        transport, source, lines = leg.undecided
+        leg.undecided = None
+        host, _, port = source.rpartition(":")
+        if transport != "udp" or not port.isdigit() or not lines:
+            return  # TCP: the caller saw its connection close
+        if self._udp is None:
+            self._udp = self._reactor.listenUDP(0, protocol.DatagramProtocol())
+        response = sipmsg.stateless_response(lines, 503, "Service Unavailable",
+                                             secrets.token_hex(6), ("Retry-After: 5",))
+        try:
+            self._udp.write(response, (host.strip("[]"), int(port)))
+            log.info("answered 503 to {source} for {leg}: its worker died", source=source,
+                     leg=leg.id)
+        except OSError as e:
+            log.warn("cannot answer {source}: {e}", source=source, e=e)
 
     # -- placing legs ------------------------------------------------------------------
 
@@ -211,12 +297,28 @@ class SipBridge(Service):
         used = sum(1 + leg.reserved for leg in self.legs.values() if leg._worker is worker)
         return worker.capacity - used
 
-    def _choose(self, slots: int):
-        live = [w for w in self.workers.values() if w.alive]
-        fitting = [w for w in live if self._free(w) >= slots]
+    def available(self, slots=1) -> int:
+        if self._stopping:
+            return 0
+        return sum(max(0, self._free(w)) // slots for w in self.workers.values() if w.alive)
+
+    def _place(self, near, slots):
+        """The worker for a new leg; takes the slot ``near`` kept for its partner."""
+        if self._stopping:
+            raise ShuttingDown("shutting down: no new calls")
+        if near is not None:
+            if near.state == "ended":
+                raise LegGone(f"leg {near.id} has ended")
+            if near.reserved:
+                near.reserved -= 1
+                return near._worker, True
+            if self._free(near._worker) < 1:
+                raise NoCapacity(f"sip worker {near.worker} is full")
+            return near._worker, False
+        fitting = [w for w in self.workers.values() if w.alive and self._free(w) >= slots]
         if not fitting:
-            raise cmd.WorkerFull(f"no sip worker has {slots} free call slot(s)")
-        return max(fitting, key=lambda w: (self._free(w), -w.index))
+            raise NoCapacity(f"no sip worker has {slots} free call slot(s)")
+        return max(fitting, key=lambda w: (self._free(w), -w.index)), False
 
     def _setup_delay(self, worker) -> float:
         """Seconds until this worker may start another call setup."""
@@ -231,63 +333,102 @@ class SipBridge(Service):
         times.append(now + wait)
         return wait
 
-    @defer.inlineCallbacks
-    def originate(self, uri, caller, ring_timeout, near=None, slots=1, headers=()):
-        """Dial ``uri``; fires with the new ``SipLeg`` once the worker sent the INVITE."""
-        if near is not None:
-            worker = near._worker
-            if near.reserved:
-                near.reserved -= 1
-            elif self._free(worker) < 1:
-                raise cmd.WorkerFull(f"sip worker {worker.index} is full")
-        elif self._stopping:
-            raise cmd.WorkerError("shutting down: no new calls")
-        else:
-            worker = self._choose(slots)
+    def originate(self, uri, caller, ring_timeout, observer, near=None, slots=1, headers=()):
+        """Dial ``uri``; fires with the new ``SipLeg`` once the worker sent the INVITE.
+
+        Cancelling the Deferred while the setup waits for its turn frees its slot at once;
+        once the INVITE is out, the leg is hung up as soon as the worker confirms it.
+        """
+        try:
+            worker, took_reserved = self._place(near, slots)
+        except TelephonyError:
+            return defer.fail()
         leg = SipLeg(self, worker, f"c{next(self._names)}", "out", reserved=slots - 1)
+        leg.observe(observer)
         self.legs[leg.id] = leg
+        state = {"pacing": None, "sent": False}
+
+        def give_back():
+            self.legs.pop(leg.id, None)
+            leg.state = "ended"
+            leg.cause = EndCause.of(LOCAL, 487, "abandoned")
+            if took_reserved and near.state != "ended":
+                near.reserved += 1
+
+        def cancel(d):
+            if state["pacing"] is not None and state["pacing"].active():
+                state["pacing"].cancel()
+                give_back()
+            elif state["sent"]:
+                leg.abandoned = True  # hung up when the worker confirms the INVITE
+
+        result = defer.Deferred(cancel)
+
+        def sent(_):
+            if leg.abandoned:
+                leg.hangup().addErrback(lambda f: None)
+            elif leg.state == "ended":
+                result.errback(LegGone(f"leg {leg.id} ended while dialling"))
+            else:
+                result.callback(leg)
+
+        def refused(failure):
+            if leg.state != "ended":
+                give_back()
+            if not result.called:
+                result.errback(failure)
+
+        def dial():
+            state["pacing"] = None
+            if leg.state == "ended":  # its worker died while it waited
+                result.errback(LegGone(f"leg {leg.id} ended before dialling ({leg.cause.cause})"))
+                return
+            state["sent"] = True
+            worker.call(cmd.Originate, leg=leg.id, uri=uri, caller=caller or "",
+                        headers=list(headers), ring_timeout=float(ring_timeout)
+                        ).addCallbacks(sent, refused)
+
         delay = self._setup_delay(worker)
         if delay:
-            yield task.deferLater(self._reactor, delay, lambda: None)
-        try:
-            yield worker.call(cmd.Originate, leg=leg.id, uri=uri, caller=caller or "",
-                              headers=list(headers), ring_timeout=float(ring_timeout))
-        except Exception:
-            self.legs.pop(leg.id, None)
-            raise
-        return leg
+            state["pacing"] = self._reactor.callLater(delay, dial)
+        else:
+            dial()
+        return result
 
     # -- events from workers -------------------------------------------------------------
 
     def workerIncoming(self, leg, request_uri, from_uri, to_uri, pai, authorization,
-                       call_id, source):
+                       call_id, source, transport="", response_headers=()):
         worker = self._worker_of_name(leg)
         if self._stopping:
-            worker.call(cmd.Reject, leg=leg, code=503, reason="Shutting down", headers=[])
+            worker.call(cmd.Reject, leg=leg, code=503, reason="Shutting down", headers=[]
+                        ).addErrback(lambda f: None)
             return
         host, _, port = source.rpartition(":")
         invite = Invite(request_uri, from_uri, to_uri, pai, authorization, call_id,
                         host.strip("[]"), int(port) if port.isdigit() else 0)
         sip_leg = SipLeg(self, worker, leg, "in")
         sip_leg.invite = invite
+        sip_leg.undecided = (transport, source, list(response_headers))
         self.legs[leg] = sip_leg
         try:
             self._handler.incomingCall(sip_leg, invite)
         except Exception:
             log.failure("incoming call handler failed")
-            sip_leg.reject(500, "Server Internal Error")
+            sip_leg.reject(500, "Server Internal Error").addErrback(lambda f: None)
 
     def _worker_of_name(self, leg_name: str):
         # incoming legs are named w<port>-<n> by their worker
         port = int(leg_name[1:].split("-")[0])
         return self.workers[port - self._config.port]
 
-    def workerCallState(self, leg, state, code, reason):
+    def workerCallState(self, leg, state, code, reason, by=REMOTE):
         sip_leg = self.legs.get(leg)
         if sip_leg is None:
             return
         if state == "ended":
-            self._end(sip_leg, code, reason)
+            answered = sip_leg.state == "answered"
+            self._end(sip_leg, EndCause.of(by or REMOTE, code, reason, answered))
         elif state == "answered":
             sip_leg.state = "answered"
             sip_leg._event("legAnswered")
@@ -295,30 +436,22 @@ class SipBridge(Service):
             sip_leg.state = "ringing"
             sip_leg._event("legRinging")
 
-    def _end(self, leg, code, reason):
+    def _end(self, leg, cause):
         self.legs.pop(leg.id, None)
         if not self.legs and self._drained is not None and not self._drained.called:
             self._drained.callback(None)
-        if leg.state != "ended":
-            leg.state = "ended"
-            leg._event("legEnded", code, reason)
-        partner, leg.partner = leg.partner, None
-        if partner is not None and partner.state != "ended":
-            partner.partner = None
-            # a bridge ends as a whole: the other side hears the hangup too
-            partner.hangup().addErrback(lambda f: log.info(
-                "hanging up {leg} after its partner: {e}", leg=partner.id,
-                e=f.getErrorMessage()))
+        leg.undecided = None
+        leg._finish(cause)
 
     def workerDigit(self, leg, digit, method):
         sip_leg = self.legs.get(leg)
         if sip_leg is not None:
             sip_leg._event("legDigit", digit, method)
 
-    def workerPlayDone(self, leg):
+    def workerPlayDone(self, leg, play_id):
         sip_leg = self.legs.get(leg)
         if sip_leg is not None:
-            sip_leg._event("legPlayDone")
+            sip_leg._event("legPlayDone", play_id)
 
     # -- console -----------------------------------------------------------------------
 
@@ -328,8 +461,11 @@ class SipBridge(Service):
         for index in sorted(self.workers):
             w = self.workers[index]
             in_use = sum(1 for leg in self.legs.values() if leg._worker is w)
-            lines.append(f"sip worker {index} pid={w.pid} port={w.port} "
-                         f"calls={in_use}/{w.capacity}")
+            line = f"sip worker {index} pid={w.pid} port={w.port} calls={in_use}/{w.capacity}"
+            if not w.alive:
+                why = getattr(w, "last_error", "")
+                line += " down" + (f" ({why})" if why else "")
+            lines.append(line)
         return lines
 
     def call_lines(self) -> list[str]:

@@ -41,6 +41,23 @@ def verify(params: dict[str, str], method: str, password: str) -> bool:
                                params["response"].lower())
 
 
+def _uri_parts(uri: str) -> tuple[str, str, str]:
+    """(scheme, user, host[:port]) of a SIP URI, lower-cased where case does not matter."""
+    scheme, _, rest = uri.strip().partition(":")
+    rest = rest.split(";")[0].split("?")[0]
+    user, at, host = rest.rpartition("@")
+    return scheme.lower(), user if at else "", host.lower()
+
+
+def uri_matches(digest_uri: str, request_uri: str) -> bool:
+    """Whether a digest ``uri`` names the Request-URI: the same URI, or (as SIPp and some
+    phones send it) the same scheme, host and port with no user part."""
+    if digest_uri == request_uri:
+        return True
+    d, r = _uri_parts(digest_uri), _uri_parts(request_uri)
+    return bool(d[2]) and d[0] == r[0] and d[2] == r[2] and d[1] in ("", r[1])
+
+
 class Nonces:
     """Nonces we issued, each valid once and for ``ttl`` seconds."""
 

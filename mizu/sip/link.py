@@ -20,8 +20,8 @@ class ControllerLink(amp.AMP):
         return {}
 
     @cmd.CallState.responder
-    def call_state(self, leg, state, code, reason):
-        self.sink.workerCallState(leg, state, code, reason)
+    def call_state(self, leg, state, code, reason, by):
+        self.sink.workerCallState(leg, state, code, reason, by)
         return {}
 
     @cmd.Dtmf.responder
@@ -30,8 +30,8 @@ class ControllerLink(amp.AMP):
         return {}
 
     @cmd.PlayDone.responder
-    def play_done(self, leg):
-        self.sink.workerPlayDone(leg)
+    def play_done(self, leg, play_id):
+        self.sink.workerPlayDone(leg, play_id)
         return {}
 
 
@@ -73,8 +73,8 @@ class WorkerLink(amp.AMP):
         return {}
 
     @cmd.Play.responder
-    def play(self, leg, path):
-        self.engine.play(leg, path)
+    def play(self, leg, play_id, paths):
+        self.engine.play(leg, play_id, paths)
         return {}
 
     @cmd.StopPlay.responder
@@ -85,6 +85,11 @@ class WorkerLink(amp.AMP):
     @cmd.Bridge.responder
     def bridge(self, leg, other):
         self.engine.bridge(leg, other)
+        return {}
+
+    @cmd.Unbridge.responder
+    def unbridge(self, leg, other):
+        self.engine.unbridge(leg, other)
         return {}
 
     @cmd.SendDtmf.responder

@@ -9,19 +9,23 @@ import sys
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
+from mizu.errors import TelephonyError
 from mizu.sip import amp as cmd
 from mizu.sip.link import ControllerLink
 
 log = Logger()
+HELLO_TIMEOUT = 20.0  # a worker that has not said Hello by then is killed and restarted
 
 
 class WorkerProcess(protocol.ProcessProtocol):
     """A spawned ``mizu.sip.worker``; ``ended`` fires when it exits (``end_reason`` says why)."""
 
     def __init__(self, index: int, host: str, port: int, public_address: str,
-                 max_calls: int, sink, reactor):
+                 max_calls: int, sink, reactor, log_level: int = 1):
         self.index, self.host, self.port = index, host, port
         self.public_address, self.max_calls = public_address, max_calls
+        self.log_level = log_level
+        self.last_error = ""  # the worker's last line on stderr
         self.sink = sink
         self._reactor = reactor
         self.pid: int | None = None
@@ -35,7 +39,8 @@ class WorkerProcess(protocol.ProcessProtocol):
         """Start the process with an AMP socket on its fd 3; fires once it said Hello."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         args = [sys.executable, "-m", "mizu.sip.worker", "--host", self.host,
-                "--port", str(self.port), "--max-calls", str(self.max_calls), "--fd", "3"]
+                "--port", str(self.port), "--max-calls", str(self.max_calls),
+                "--log-level", str(self.log_level), "--fd", "3"]
         if self.public_address:
             args += ["--public-address", self.public_address]
         self._reactor.spawnProcess(self, sys.executable, args, env=os.environ.copy(),
@@ -45,9 +50,31 @@ class WorkerProcess(protocol.ProcessProtocol):
         self._reactor.adoptStreamConnection(
             ours.fileno(), socket.AF_UNIX, protocol.Factory.forProtocol(lambda: self.link))
         ours.close()
-        d = self.link.callRemote(cmd.Hello)
-        d.addCallback(self._hello)
-        return d
+        result = defer.Deferred()
+        timer = self._reactor.callLater(HELLO_TIMEOUT, self._no_hello)
+
+        def said_hello(info):
+            if timer.active():
+                timer.cancel()
+            if not result.called:
+                result.callback(self._hello(info))
+
+        def ended(_):
+            if timer.active():
+                timer.cancel()
+            if not result.called:  # ended before saying Hello: its last complaint says why
+                why = self.last_error or self.end_reason.getErrorMessage()
+                result.errback(TelephonyError(why))
+
+        # A lost link fails Hello too; the process's end then reports the reason.
+        self.link.callRemote(cmd.Hello).addCallbacks(said_hello, lambda _: None)
+        self.ended.addCallback(ended)
+        return result
+
+    def _no_hello(self):
+        log.error("sip worker {n} said nothing for {s} s; killing it", n=self.index,
+                  s=HELLO_TIMEOUT)
+        self._kill()
 
     def _hello(self, info):
         self.pid, self.capacity = info["pid"], info["capacity"]
@@ -63,9 +90,14 @@ class WorkerProcess(protocol.ProcessProtocol):
         lines = (self._partial.get(fd, b"") + data).split(b"\n")
         self._partial[fd] = lines.pop()
         for line in lines:
-            if line.strip():
-                log.info("sip worker {n}: {line}", n=self.index,
-                         line=line.decode("utf-8", "replace").rstrip())
+            text = line.decode("utf-8", "replace").rstrip()
+            if not text.strip():
+                continue
+            if fd == 2:  # Python's tracebacks and the worker's own complaints
+                self.last_error = text.strip()
+                log.warn("sip worker {n}: {line}", n=self.index, line=text)
+            else:  # pjsua's log, at the level [sip] log_level asks for
+                log.info("sip worker {n}: {line}", n=self.index, line=text)
 
     def processEnded(self, reason):
         if self.link is not None and self.link.transport is not None:
@@ -85,7 +117,7 @@ class WorkerProcess(protocol.ProcessProtocol):
     def call(self, command, **kwargs) -> defer.Deferred:
         """Send one command to the worker."""
         if self.link is None or self.ended.called:
-            return defer.fail(cmd.WorkerError(f"sip worker {self.index} is not running"))
+            return defer.fail(TelephonyError(f"sip worker {self.index} is not running"))
         return self.link.callRemote(command, **kwargs)
 
     def stop(self, grace: float) -> defer.Deferred:

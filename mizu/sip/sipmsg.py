@@ -32,6 +32,39 @@ def split_message(raw: str) -> tuple[str, dict[str, list[str]], str]:
     return lines[0].strip() if lines else "", headers, body
 
 
+def header_lines(headers: dict[str, list[str]], names) -> list[str]:
+    """Every value of the headers ``names``, as ``Name: value`` lines in that order."""
+    return [f"{_CANONICAL.get(name, name.title())}: {value}"
+            for name in names for value in headers.get(name, [])]
+
+
+_CANONICAL = {"call-id": "Call-ID", "cseq": "CSeq", "via": "Via", "from": "From", "to": "To"}
+
+
+def via_transport(via: str) -> str:
+    """The transport of a Via value (``SIP/2.0/UDP host``) in lower case, or ''."""
+    m = re.match(r"\s*SIP\s*/\s*2\.0\s*/\s*(\w+)", via, re.I)
+    return m.group(1).lower() if m else ""
+
+
+def audio_streams(sdp: str) -> int:
+    """How many audio streams an SDP body offers."""
+    return len(re.findall(r"^m=audio\s", sdp, re.M | re.I))
+
+
+def stateless_response(request_lines: list[str], code: int, reason: str, tag: str,
+                       extra: tuple[str, ...] = ()) -> bytes:
+    """A final response built from a request's Via/From/To/Call-ID/CSeq header lines."""
+    lines = [f"SIP/2.0 {code} {reason}"]
+    for line in request_lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "to" and ";tag=" not in value.lower():
+            line = f"{line};tag={tag}"
+        lines.append(line)
+    lines += list(extra) + ["Content-Length: 0", "", ""]
+    return "\r\n".join(lines).encode("utf-8", "replace")
+
+
 def header(headers: dict[str, list[str]], name: str) -> str:
     """The first value of a header, or an empty string."""
     values = headers.get(name.lower())

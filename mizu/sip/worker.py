@@ -20,12 +20,18 @@ import sys
 import pjsua2 as pj
 from twisted.internet import protocol, reactor, task
 
+from mizu.errors import LegGone, NoCapacity, TelephonyError
 from mizu.sip import amp as cmd
 from mizu.sip import sipmsg
 from mizu.sip.link import WorkerLink
+from mizu.telephony import LOCAL, REMOTE, TIMEOUT, refusal_code
 
 POLL_INTERVAL = 0.01
 DECISION_TIMEOUT = 30.0  # an incoming call the controller never decided on
+# Each offered audio stream costs two sockets of the wheel's 64 before Python sees the call;
+# mizu bridges one stream, so an offer of more is refused at once.
+MAX_AUDIO_STREAMS = 1
+RESPONSE_HEADERS = ("via", "from", "to", "call-id", "cseq")
 
 
 def call_capacity() -> int:
@@ -35,16 +41,38 @@ def call_capacity() -> int:
 
 
 def pj_errors(method):
-    """Report a pjsua2 error from a command as a WorkerError naming the command and reason."""
+    """Report a pjsua2 error from a command as a TelephonyError naming the command."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except pj.Error as e:
-            raise cmd.WorkerError(f"{method.__name__} failed: {e.reason}") from None
+            raise TelephonyError(f"{method.__name__} failed: {e.reason}") from None
 
     return wrapper
+
+
+def wire_text(text: str) -> str:
+    """``text`` fit for AMP: bytes that were not UTF-8 (surrogate escapes) become U+FFFD."""
+    return text.encode("utf-8", "replace").decode("utf-8") if not _is_utf8(text) else text
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def refusal(head: str, body: str) -> tuple[int, str] | None:
+    """Why an INVITE is refused before the controller sees it, as (code, reason), or None."""
+    if not _is_utf8(head):
+        return 400, "Bad Request (header not UTF-8)"
+    if sipmsg.audio_streams(body) > MAX_AUDIO_STREAMS:
+        return 488, "Not Acceptable Here (one audio stream only)"
+    return None
 
 
 class Player(pj.AudioMediaPlayer):
@@ -66,9 +94,13 @@ class Leg(pj.Call):
         self.engine = engine
         self.name = name
         self.player = None
+        self.play_id = 0
+        self.queue: list[str] = []
         self.media_ready = False
         self.answered = False
         self.timer = None
+        self.end_code = self.end_reason = None
+        self.end_by = REMOTE
 
     def onCallState(self, prm):
         self.engine.leg_state(self)
@@ -116,7 +148,8 @@ class Account(pj.Account):
 class Engine:
     """Owns the pjsua2 Endpoint and every live leg of this worker."""
 
-    def __init__(self, host: str, port: int, public_address: str, max_calls: int):
+    def __init__(self, host: str, port: int, public_address: str, max_calls: int,
+                 log_level: int = 1):
         self.host, self.port, self.public_address = host, port, public_address
         self.legs: dict[str, Leg] = {}
         self.protocol = None
@@ -133,24 +166,35 @@ class Engine:
         config.medConfig.clockRate = 8000
         config.medConfig.sndClockRate = 8000
         config.medConfig.noVad = True
-        config.logConfig.level = 2
-        config.logConfig.consoleLevel = 2
+        config.logConfig.level = log_level
+        config.logConfig.consoleLevel = log_level
         self.ep.libInit(config)
         self.ep.audDevManager().setNullDev()
         bound = host if host not in ("0.0.0.0", "") else ""
-        for kind in (pj.PJSIP_TRANSPORT_UDP, pj.PJSIP_TRANSPORT_TCP):
+        transports = []
+        for kind, name in ((pj.PJSIP_TRANSPORT_UDP, "UDP"), (pj.PJSIP_TRANSPORT_TCP, "TCP")):
             transport = pj.TransportConfig()
             transport.port = port
             transport.boundAddress = bound
             if public_address:
                 transport.publicAddress = public_address
-            self.ep.transportCreate(kind, transport)
+            try:
+                transports.append(self.ep.transportCreate(kind, transport))
+            except pj.Error as e:
+                raise StartError(f"cannot listen on {name} {host}:{port}: {e.reason}") from None
         self.ep.libStart()
-        self.capacity = call_capacity()
+        self.capacity = min(call_capacity(), max_calls)
+        # The address others reach us at: pjsua's published name of the UDP transport
+        # (the public address, else the bound one, else the host's default interface).
+        self.local_name = self.ep.transportGetInfo(transports[0]).localName
         account = pj.AccountConfig()
-        contact_host = public_address or bound or socket.gethostname()
-        account.idUri = f"sip:mizu@{contact_host}:{port}"
+        account.idUri = f"sip:mizu@{self.local_name}"
         account.mediaConfig.transportConfig.boundAddress = bound
+        if public_address:
+            account.mediaConfig.transportConfig.publicAddress = public_address
+        # SPEC §4: mizu sends no re-INVITE or UPDATE on its own.
+        account.mediaConfig.lockCodecEnabled = False
+        account.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
         self.account = Account(self)
         self.account.create(account)
         self._poller = task.LoopingCall(self.ep.libHandleEvents, 0)
@@ -169,7 +213,7 @@ class Engine:
     def leg(self, name: str) -> Leg:
         leg = self.legs.get(name)
         if leg is None:
-            raise cmd.WorkerError(f"no live leg {name}")
+            raise LegGone(f"no live leg {name}")
         return leg
 
     # -- events from pjsua2 ----------------------------------------------------------
@@ -178,64 +222,80 @@ class Engine:
         name = self.next_name()
         leg = Leg(self, name, account, prm.callId)
         self.legs[name] = leg
-        start, headers, _ = sipmsg.split_message(prm.rdata.wholeMsg)
-        leg.timer = reactor.callLater(DECISION_TIMEOUT, self._undecided, name)
-        self.send(cmd.Incoming, leg=name, request_uri=sipmsg.request_uri(start),
-                  from_uri=sipmsg.header(headers, "from"), to_uri=sipmsg.header(headers, "to"),
-                  pai=sipmsg.header(headers, "p-asserted-identity"),
-                  authorization=sipmsg.header(headers, "authorization"),
-                  call_id=sipmsg.header(headers, "call-id"), source=prm.rdata.srcAddress)
+        try:
+            raw = prm.rdata.wholeMsg
+            head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+            refused = refusal(head, body)
+            if refused is not None:
+                self._hangup(leg, refused[0], refused[1])
+                return
+            start, headers, _ = sipmsg.split_message(raw)
+            leg.timer = reactor.callLater(DECISION_TIMEOUT, self._undecided, name)
+            via = sipmsg.header(headers, "via")
+            self.send(cmd.Incoming, leg=name, request_uri=sipmsg.request_uri(start),
+                      from_uri=sipmsg.header(headers, "from"),
+                      to_uri=sipmsg.header(headers, "to"),
+                      pai=sipmsg.header(headers, "p-asserted-identity"),
+                      authorization=sipmsg.header(headers, "authorization"),
+                      call_id=sipmsg.header(headers, "call-id"),
+                      source=wire_text(prm.rdata.srcAddress),
+                      transport=sipmsg.via_transport(via),
+                      response_headers=sipmsg.header_lines(headers, RESPONSE_HEADERS))
+        except Exception as e:  # never leave a caller without an answer
+            print(f"incoming call {name} refused: {type(e).__name__}: {e}", file=sys.stderr)
+            self._hangup(leg, 500, "Server Internal Error")
 
     def _undecided(self, name):
         leg = self.legs.get(name)
         if leg is not None and not leg.answered:
-            self._hangup(leg, 500, "no decision")
+            self._hangup(leg, 500, "no decision", TIMEOUT)
 
     def leg_state(self, leg: Leg):
         info = leg.getInfo()
         if info.state == pj.PJSIP_INV_STATE_EARLY and info.role == pj.PJSIP_ROLE_UAC:
             self.send(cmd.CallState, leg=leg.name, state="ringing",
-                      code=info.lastStatusCode, reason=info.lastReason)
+                      code=info.lastStatusCode, reason=wire_text(info.lastReason), by="")
         elif info.state == pj.PJSIP_INV_STATE_CONFIRMED and not leg.answered:
             leg.answered = True
             self._cancel_timer(leg)
-            self.send(cmd.CallState, leg=leg.name, state="answered", code=200, reason="OK")
+            self.send(cmd.CallState, leg=leg.name, state="answered", code=200, reason="OK",
+                      by="")
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self._cancel_timer(leg)
-            reason = getattr(leg, "end_reason", None) or info.lastReason
-            code = getattr(leg, "end_code", None) or info.lastStatusCode
+            reason = leg.end_reason or info.lastReason
+            code = leg.end_code or info.lastStatusCode
             self._stop_player(leg)
             # The engine held the only strong reference; dropping it frees the Call.
             self.legs.pop(leg.name, None)
-            self.send(cmd.CallState, leg=leg.name, state="ended", code=code, reason=reason)
+            self.send(cmd.CallState, leg=leg.name, state="ended", code=code,
+                      reason=wire_text(reason), by=leg.end_by)
 
     # -- commands from the controller -------------------------------------------------
 
     @pj_errors
     def originate(self, leg, uri, caller, headers, ring_timeout):
         if len(self.legs) >= self.capacity:
-            raise cmd.WorkerFull(f"all {self.capacity} call slots in use")
+            raise NoCapacity(f"all {self.capacity} call slots in use")
         if leg in self.legs:
-            raise cmd.WorkerError(f"leg {leg} exists")
+            raise TelephonyError(f"leg {leg} exists")
         call = Leg(self, leg, self.account)
         prm = pj.CallOpParam(True)
         if caller:
-            host = self.public_address or f"{self.host}:{self.port}"
-            prm.txOption.localUri = f"sip:{caller}@{host}"
+            prm.txOption.localUri = f"sip:{caller}@{self.local_name}"
         prm.txOption.headers = self._headers(headers)
         self.legs[leg] = call
         try:
             call.makeCall(uri, prm)
         except pj.Error as e:
             self.legs.pop(leg, None)
-            raise cmd.WorkerError(f"cannot call {uri}: {e.reason}") from None
+            raise TelephonyError(f"cannot call {uri}: {e.reason}") from None
         call.timer = reactor.callLater(ring_timeout, self._ring_timeout, leg)
 
     def _ring_timeout(self, name):
         leg = self.legs.get(name)
         if leg is not None and not leg.answered:
             leg.timer = None
-            self._hangup(leg, 487, "ring timeout")
+            self._hangup(leg, 487, "ring timeout", TIMEOUT)
 
     @staticmethod
     def _cancel_timer(leg):
@@ -264,8 +324,10 @@ class Engine:
     @pj_errors
     def reject(self, leg, code, reason, headers):
         call = self.leg(leg)
+        if call.answered or not 300 <= code <= 699:
+            raise TelephonyError(f"cannot reject leg {leg} with {code}")
         self._cancel_timer(call)
-        call.end_code, call.end_reason = code, reason
+        call.end_code, call.end_reason, call.end_by = code, reason, LOCAL
         prm = pj.CallOpParam(True)
         prm.statusCode = code
         if reason:
@@ -273,10 +335,21 @@ class Engine:
         prm.txOption.headers = self._headers(headers)
         call.hangup(prm)
 
-    def _hangup(self, call, code, reason):
-        call.end_code, call.end_reason = code, reason
+    def _hangup(self, call, code, reason, by=LOCAL):
+        """BYE when answered, CANCEL when we dial, else a final response of 300 or more:
+        pjsua would answer an incoming call 200 if given that code."""
+        self._cancel_timer(call)
+        try:
+            incoming = call.getInfo().role == pj.PJSIP_ROLE_UAS
+        except pj.Error:
+            incoming = True  # ending already; the safe answer is a refusal
+        if call.answered:
+            code = 200
+        elif incoming:
+            code = refusal_code(code)
+        call.end_code, call.end_reason, call.end_by = code, reason, by
         prm = pj.CallOpParam(True)
-        prm.statusCode = code if not call.answered else 200
+        prm.statusCode = code
         try:
             call.hangup(prm)
         except pj.Error:
@@ -284,33 +357,49 @@ class Engine:
 
     @pj_errors
     def hangup(self, leg, code):
-        self._hangup(self.leg(leg), code or 200, "hangup")
+        self._hangup(self.leg(leg), code or None, "hangup")
 
     def audio(self, call):
         if not call.media_ready:
-            raise cmd.WorkerError(f"leg {call.name} has no active audio")
+            raise TelephonyError(f"leg {call.name} has no active audio")
         return call.getAudioMedia(-1)
 
     @pj_errors
-    def play(self, leg, path):
+    def play(self, leg, play_id, paths):
         call = self.leg(leg)
-        media = self.audio(call)
+        self.audio(call)
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing or not paths:
+            raise TelephonyError(f"cannot play {', '.join(missing) or 'nothing'}: no such file")
         self._stop_player(call)
+        call.play_id, call.queue = play_id, list(paths)
+        self._play_next(call)
+
+    def _play_next(self, call):
+        """Start the next file of the leg's playlist; PlayDone once it is empty."""
+        self._stop_player(call)
+        if not call.queue:
+            self.send(cmd.PlayDone, leg=call.name, play_id=call.play_id)
+            return
+        path = call.queue.pop(0)
         name = call.name  # the player must not hold the Call: the engine owns it alone
         player = Player(lambda: self._eof(name, player))
         try:
             player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
-        except pj.Error as e:
-            raise cmd.WorkerError(f"cannot play {path}: {e.reason}") from None
+            player.startTransmit(self.audio(call))
+        except (pj.Error, TelephonyError) as e:
+            print(f"leg {name}: cannot play {path}: {getattr(e, 'reason', e)}",
+                  file=sys.stderr)
+            call.queue.clear()
+            self.send(cmd.PlayDone, leg=call.name, play_id=call.play_id)
+            return
         call.player = player
-        player.startTransmit(media)
 
     def _eof(self, name, player):
         call = self.legs.get(name)
         if call is None or call.player is not player:
             return  # stopped or ended meanwhile
-        self._stop_player(call)
-        self.send(cmd.PlayDone, leg=name)
+        self._play_next(call)
 
     def _stop_player(self, call):
         player, call.player = call.player, None
@@ -322,13 +411,21 @@ class Engine:
 
     @pj_errors
     def stop_play(self, leg):
-        self._stop_player(self.leg(leg))
+        call = self.leg(leg)
+        call.queue.clear()
+        self._stop_player(call)
 
     @pj_errors
     def bridge(self, leg, other):
         a, b = self.audio(self.leg(leg)), self.audio(self.leg(other))
         a.startTransmit(b)
         b.startTransmit(a)
+
+    @pj_errors
+    def unbridge(self, leg, other):
+        a, b = self.audio(self.leg(leg)), self.audio(self.leg(other))
+        a.stopTransmit(b)
+        b.stopTransmit(a)
 
     @pj_errors
     def send_dtmf(self, leg, digits):
@@ -358,15 +455,26 @@ class Engine:
         self.ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
 
 
+class StartError(Exception):
+    """The worker cannot start (e.g. its port is taken); the message says why."""
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="mizu pjsua2 worker (run by the controller)")
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--public-address", default="")
     parser.add_argument("--max-calls", type=int, default=4)
+    parser.add_argument("--log-level", type=int, default=1, help="pjsua's, 0-6")
     parser.add_argument("--fd", type=int, default=3, help="the AMP socket")
     args = parser.parse_args(argv)
-    engine = Engine(args.host, args.port, args.public_address, args.max_calls)
+    try:
+        engine = Engine(args.host, args.port, args.public_address, args.max_calls,
+                        args.log_level)
+    except (StartError, pj.Error) as e:
+        # The controller shows this last line as the reason the worker did not start.
+        print(getattr(e, "reason", None) or str(e), file=sys.stderr, flush=True)
+        sys.exit(2)
     factory = protocol.Factory.forProtocol(lambda: WorkerLink(engine, reactor.stop))
     reactor.adoptStreamConnection(args.fd, socket.AF_UNIX, factory)
     os.close(args.fd)  # adopted: the reactor holds its own copy

@@ -8,6 +8,7 @@ from twisted.internet import reactor
 
 from mizu.config import load_config
 from mizu.tap import build
+from mizu.telephony import EndCause
 from tests.e2e.peers import RtpPeer, free_port, sipp, wait_until
 
 PROMPT = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "sounds", "en",
@@ -107,8 +108,7 @@ async def answered_leg(mizu, scenario="uas_answer.xml", *args, near=None, slots=
     proc = sipp(scenario, "-key", "rtpport", str(rtp_port), *args, port=port)
     observer = Recorder()
     leg = await mizu.sip.originate(f"sip:4917012345@127.0.0.1:{port}", "4930555", 10,
-                                   near=near, slots=slots)
-    leg.observe(observer)
+                                   observer, near=near, slots=slots)
     await wait_until(lambda: observer.seen("legAnswered"), what="the answer")
     await wait_until(lambda: rtp.remote is not None, what="RTP from mizu")
     leg.events = observer
@@ -121,9 +121,10 @@ async def test_originated_call_hears_the_prompt(mizu):
     leg, rtp, proc = await answered_leg(mizu)
     assert leg.events.seen("legRinging")
     assert rtp.loud_packets() == 0  # silence before the prompt
-    await leg.play(PROMPT)
+    play_id = leg.play([PROMPT, PROMPT])
     await wait_until(lambda: leg.events.seen("legPlayDone"), what="the prompt's end")
-    assert rtp.loud_packets() > 50  # several seconds of speech
+    assert leg.events.seen("legPlayDone") == [("legPlayDone", leg.id, play_id)]  # once
+    assert rtp.loud_packets() > 100  # the prompt twice: several seconds of speech
     status = mizu.status_lines()
     assert any(line.endswith("calls=1/4") for line in status), status
     assert any(f"leg {leg.id} out" in line for line in mizu.call_lines())
@@ -136,7 +137,7 @@ async def test_originated_call_hears_the_prompt(mizu):
 async def test_stop_playing_and_send_digits(mizu):
     """A stopped prompt goes quiet without PlayDone; digits go out as RFC 2833 events."""
     leg, rtp, proc = await answered_leg(mizu)
-    await leg.play(PROMPT)
+    leg.play([PROMPT])
     await wait_until(lambda: rtp.loud_packets() > 10, what="the prompt")
     await leg.stopPlaying()
     await wait_for_seconds(0.3)
@@ -166,7 +167,16 @@ async def test_two_legs_bridged_carry_audio_both_ways(mizu):
     rtp_b.start_tone()
     await wait_until(lambda: rtp_a.loud_packets() > 20, what="B's tone at A")
     rtp_b.stop_tone()
-    await a.hangup()  # ending one side ends the bridge
+    await a.unbridge(b)
+    await wait_for_seconds(0.3)
+    heard = rtp_a.loud_packets()
+    rtp_b.start_tone()
+    await wait_for_seconds(0.8)
+    rtp_b.stop_tone()
+    assert rtp_a.loud_packets() <= heard + 2  # unbridged: nothing crosses, both still up
+    assert not a.events.seen("legEnded") and not b.events.seen("legEnded")
+    await a.hangup()
+    await b.hangup()
     await finished(sipp_a)
     await finished(sipp_b)
     assert b.events.seen("legEnded")
@@ -181,17 +191,24 @@ async def wait_for_seconds(seconds):
 
 
 @pytest_twisted.ensureDeferred
-async def test_far_end_hangup_on_either_side_ends_the_other(mizu):
-    """When SIPp hangs up the A side, B gets a BYE; and the other way round."""
+async def test_far_end_hangup_is_reported_and_the_partner_left_to_the_session(mizu):
+    """When SIPp hangs up one bridged side, that leg ends by 'remote'; the other stays up
+    until the session hangs it up (a calling card may take it back to the IVR)."""
     for hanging_up in ("a", "b"):
         scenario = {side: "uas_answer_bye.xml" if side == hanging_up else "uas_answer.xml"
                     for side in "ab"}
         a, rtp_a, sipp_a = await answered_leg(mizu, scenario["a"], "-d", "1500", slots=2)
         b, rtp_b, sipp_b = await answered_leg(mizu, scenario["b"], "-d", "1500", near=a)
         await a.bridge(b)
+        gone, other = (a, b) if hanging_up == "a" else (b, a)
+        await wait_until(lambda gone=gone: gone.events.seen("legEnded"), what="the far BYE")
+        assert gone.cause.by == "remote" and gone.cause.cause == "normal"
+        await wait_for_seconds(0.3)
+        assert other.state == "answered"
+        await other.hangup()
         await finished(sipp_a)
         await finished(sipp_b)
-        assert a.events.seen("legEnded") and b.events.seen("legEnded")
+        assert other.cause.by == "local"
         await rtp_a.close()
         await rtp_b.close()
 
@@ -203,12 +220,12 @@ async def test_ring_timeout_cancels_an_unanswered_leg(mizu):
     proc = sipp("uas_ring.xml", port=port)
     observer = Recorder()
     began = reactor.seconds()
-    leg = await mizu.sip.originate(f"sip:4917012345@127.0.0.1:{port}", "4930555", 1.0)
-    leg.observe(observer)
+    await mizu.sip.originate(f"sip:4917012345@127.0.0.1:{port}", "4930555", 1.0, observer)
     await wait_until(lambda: observer.seen("legEnded"), what="the ring timeout")
     assert 0.9 < reactor.seconds() - began < 5
     assert observer.seen("legRinging"), observer.events
-    assert observer.seen("legEnded")[0][2:] == (487, "ring timeout")
+    assert observer.seen("legEnded")[0][2] == EndCause("timeout", "no_answer", 487,
+                                                       "ring timeout")
     await finished(proc)  # SIPp saw the CANCEL
 
 
@@ -219,7 +236,8 @@ async def test_killed_worker_is_replaced_and_its_call_reported_ended(mizu):
     old_pid = mizu.sip.workers[0].pid
     os.kill(old_pid, signal.SIGKILL)
     await wait_until(lambda: leg.events.seen("legEnded"), what="the lost call's end")
-    assert leg.events.seen("legEnded")[0][2:] == (500, "sip worker died")
+    assert leg.events.seen("legEnded")[0][2] == EndCause("worker", "failed", 500,
+                                                          "sip worker died")
     await wait_until(lambda: mizu.sip.workers[0].pid not in (None, old_pid)
                      and mizu.sip.workers[0].capacity, what="a new worker")
     assert mizu.status_lines()[-2].startswith(f"sip worker 0 pid={mizu.sip.workers[0].pid} "

@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from mizu.config import SipConfig
-from mizu.sip.amp import WorkerError
+from mizu.errors import TelephonyError
 from mizu.sip.bridge import SipBridge
 from tests.e2e.peers import free_port
 
@@ -53,11 +53,13 @@ async def test_stop_and_restart_leave_no_process_or_port_behind():
 
 @pytest_twisted.ensureDeferred
 async def test_a_worker_that_cannot_bind_fails_the_start():
-    """A port already in use: the start fails instead of hanging."""
+    """A port already in use: the start fails instead of hanging, and says why."""
     port = free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", port))
         bridge = SipBridge(SipConfig(host="127.0.0.1", port=port, workers=1), reactor)
-        with pytest.raises(WorkerError, match=f"sip worker 0 \\(port {port}\\) did not start"):
+        with pytest.raises(TelephonyError,
+                           match=f"sip worker 0 \\(port {port}\\) did not start: cannot "
+                                 f"listen on UDP 127.0.0.1:{port}: Address already in use"):
             await bridge.startService()
         await bridge.stopService()

@@ -52,3 +52,16 @@ def test_challenge_header():
     assert digest.challenge("mizu", "abc") == \
         'Digest realm="mizu", nonce="abc", algorithm=MD5, qop="auth"'
     assert digest.challenge("mizu", "abc", stale=True).endswith(", stale=true")
+
+
+def test_the_digest_uri_must_name_the_request_uri():
+    """The same URI, or the same host and port without a user (SIPp's default), matches;
+    another user, host, port or scheme does not."""
+    request = "sip:4930555@127.0.0.1:5070"
+    assert digest.uri_matches(request, request)
+    assert digest.uri_matches("sip:127.0.0.1:5070", request)
+    assert not digest.uri_matches("sip:4930666@127.0.0.1:5070", request)
+    assert not digest.uri_matches("sip:127.0.0.1:5071", request)
+    assert not digest.uri_matches("sip:4930555@10.0.0.1:5070", request)
+    assert not digest.uri_matches("sips:127.0.0.1:5070", request)
+    assert not digest.uri_matches("", request)

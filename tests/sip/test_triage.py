@@ -177,3 +177,95 @@ def test_database_outage_is_503_and_a_bug_is_500():
         phone = FakeTelephony()
         phone.setIncomingHandler(Triage(Broken(error), lambda: Settings(), Clock()))
         assert phone.incoming(invite()).actions[0][1] == code
+
+
+def test_an_empty_password_never_authenticates():
+    """A user provisioned without a password (the column default) cannot log in by digest,
+    not even with an empty password."""
+    core, phone = Core(), FakeTelephony()
+    nopass = user(5, "4930777", iscallback=6)
+    triage = Triage(Directory(DID, nopass), lambda: Settings(), Clock(), core=core)
+    phone.setIncomingHandler(triage)
+    leg, _ = challenge_then_answer(triage, phone, "4930777", "")
+    assert leg.actions[0][1] == 403 and core.calls == []
+
+
+def test_the_digest_uri_must_be_the_request_uri():
+    """A response computed for another URI is refused, even with the right password."""
+    triage, core, phone = setup()
+    leg, _ = challenge_then_answer(triage, phone, "alice", "wonder",
+                                   uri="sip:other@127.0.0.1:5070")
+    assert leg.actions[0][1] == 403 and core.calls == []
+
+
+def test_a_digest_caller_cannot_choose_its_number_by_p_asserted_identity():
+    """P-Asserted-Identity is trusted from traffic senders only; digest callers get From."""
+    triage, core, phone = setup()
+    first = phone.incoming(invite())
+    params = digest.parse_authorization(first.actions[0][3][0].split(":", 1)[1])
+    params.update(username="alice", uri="sip:4930555@127.0.0.1:5070", nc="00000001",
+                  cnonce="c0ffee", qop="auth")
+    params["response"] = digest.expected_response(params, "INVITE", "wonder")
+    header = "Digest " + ", ".join(f'{k}="{v}"' for k, v in params.items())
+    phone.incoming(invite(authorization=header, pai="<sip:+4411111@x>"))
+    assert core.calls[0][2].anumber == "4917012345"
+
+
+class Counting(Directory):
+    """Counts the queries triage makes."""
+
+    queries = 0
+
+    def access_number(self, number):
+        self.queries += 1
+        return super().access_number(number)
+
+
+def banning_setup():
+    from mizu.bans import Bans
+
+    clock, core, phone = Clock(), Core(), FakeTelephony()
+    directory = Counting(DID, ALICE)
+    bans = Bans(clock, failures=10, window=60, duration=900)
+    triage = Triage(directory, lambda: Settings(), clock, core=core, bans=bans)
+    phone.setIncomingHandler(triage)
+    return triage, core, phone, directory, bans, clock
+
+
+def test_ten_digest_failures_ban_the_source_without_database_queries():
+    """Ten wrong passwords within a minute ban the address: then even the right one gets
+    403, and no query reaches the database; other addresses are not affected."""
+    triage, core, phone, directory, bans, clock = banning_setup()
+    for _ in range(10):
+        leg, _ = challenge_then_answer(triage, phone, "alice", "guess")
+        assert leg.actions[0][1] == 403
+    assert bans.is_banned("sip", "127.0.0.1")
+    before = directory.queries
+    banned = phone.incoming(invite())
+    assert banned.actions == [("reject", 403, "Forbidden", ())]
+    assert directory.queries == before and core.calls == []
+    elsewhere = phone.incoming(invite(host="127.0.0.2"))
+    assert elsewhere.actions[0][1] == 401
+    clock.advance(901)
+    leg, _ = challenge_then_answer(triage, phone, "alice", "wonder")
+    assert core.calls and leg.actions == []
+
+
+def test_a_caller_who_hangs_up_during_triage_is_not_handed_on():
+    """The leg is checked after the database answers: a cancelled call never reaches the
+    core and gets no response."""
+    core, phone = Core(), FakeTelephony()
+    answers = []
+
+    class Slow(Directory):
+        def access_number(self, number):
+            d = defer.Deferred()
+            answers.append(d)
+            return d
+
+    triage = Triage(Slow(DID, CARRIER), lambda: Settings(), Clock(), core=core)
+    phone.setIncomingHandler(triage)
+    leg = phone.incoming(invite(host="10.1.0.9"))
+    leg.far_hangs_up(487, "Request Terminated")
+    answers[0].callback(DID)
+    assert core.calls == [] and leg.actions == []
