@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import os
 import secrets
-from collections import deque
 
 from twisted.application.service import Service
 from twisted.internet import defer, protocol
@@ -40,10 +39,9 @@ from mizu.telephony import (
 
 log = Logger()
 
-# Per worker. bench/sip_capacity.py: a worker answered 60 calls/s for 10 s and aborted at
-# 80/s (pjsua2's select() ioqueue); outgoing setups stay well below, leaving room for
-# incoming INVITEs, which cannot be paced before pjsua2 sees them.
-SETUPS_PER_SECOND = 20
+# Per worker, evenly spaced: the worker's own outgoing budget (mizu.sip.admission) is the
+# same rate with a burst of 2, so a paced controller is never refused.
+SETUPS_PER_SECOND = 15
 # Only failed starts (no Hello) lengthen the wait: a worker that came up and was then
 # killed by traffic is back in 0.5 s, so hostile packets cannot keep it down for long.
 RESTART_DELAYS = (0.5, 1, 2, 4, 8, 15, 30)
@@ -148,7 +146,7 @@ class SipBridge(Service):
         self.workers: dict[int, WorkerProcess] = {}
         self.legs: dict[str, SipLeg] = {}
         self.play_ids = itertools.count(1)
-        self._setups: dict[int, deque] = {}
+        self._next_setup: dict[int, float] = {}  # index → when its next setup may start
         self._failed_starts: dict[int, int] = {}  # index → starts in a row without Hello
         self._up: set = set()  # workers that said Hello and have not ended
         self._restarts: dict[int, object] = {}  # index → the pending restart's DelayedCall
@@ -201,7 +199,6 @@ class SipBridge(Service):
     def _start_worker(self, index: int) -> defer.Deferred:
         worker = self._spawn(index)
         self.workers[index] = worker
-        self._setups[index] = deque()
         d = worker.spawn()
 
         def started(result):
@@ -321,17 +318,11 @@ class SipBridge(Service):
         return max(fitting, key=lambda w: (self._free(w), -w.index)), False
 
     def _setup_delay(self, worker) -> float:
-        """Seconds until this worker may start another call setup."""
+        """Seconds until this worker may start another call setup (1/rate apart)."""
         now = self._reactor.seconds()
-        times = self._setups[worker.index]
-        while times and now - times[0] >= 1.0:
-            times.popleft()
-        if len(times) < self._rate:
-            times.append(now)
-            return 0.0
-        wait = 1.0 - (now - times[0])
-        times.append(now + wait)
-        return wait
+        at = max(now, self._next_setup.get(worker.index, now))
+        self._next_setup[worker.index] = at + 1.0 / self._rate
+        return at - now
 
     def originate(self, uri, caller, ring_timeout, observer, near=None, slots=1, headers=()):
         """Dial ``uri``; fires with the new ``SipLeg`` once the worker sent the INVITE.

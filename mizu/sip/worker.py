@@ -1,10 +1,10 @@
 """A pjsua2 worker process: one Endpoint on one SIP port, driven over AMP on fd 3.
 
 Run by the controller as ``python -m mizu.sip.worker --port N ...``. pjsua2 may abort
-this process (DESIGN.md §2); the controller then replaces it. The rules that keep
-pjsua2 alive are kept here: the Endpoint lives in the reactor thread and is polled,
-this module holds the only strong reference to each ``Call``, and player end-of-file
-(which runs on pjsua's clock thread) only hops back with ``callFromThread``.
+this process (the README's SIP section says when); the controller then replaces it.
+The rules that keep pjsua2 alive are kept here: the Endpoint lives in the reactor
+thread and is polled, the Engine holds the only strong reference to each ``Call``,
+and admission (``mizu.sip.admission``) keeps what pjsua's media cannot survive out.
 """
 
 from __future__ import annotations
@@ -21,16 +21,15 @@ import pjsua2 as pj
 from twisted.internet import protocol, reactor, task
 
 from mizu.errors import LegGone, NoCapacity, TelephonyError
+from mizu.sip import admission, sipmsg
 from mizu.sip import amp as cmd
-from mizu.sip import sipmsg
+from mizu.sip.admission import wire_text
 from mizu.sip.link import WorkerLink
-from mizu.telephony import LOCAL, REMOTE, TIMEOUT, refusal_code
+from mizu.sip.pjcalls import Account, Bouncer, Endpoint, Leg, Player
+from mizu.telephony import LOCAL, TIMEOUT, refusal_code
 
 POLL_INTERVAL = 0.01
 DECISION_TIMEOUT = 30.0  # an incoming call the controller never decided on
-# Each offered audio stream costs two sockets of the wheel's 64 before Python sees the call;
-# mizu bridges one stream, so an offer of more is refused at once.
-MAX_AUDIO_STREAMS = 1
 RESPONSE_HEADERS = ("via", "from", "to", "call-id", "cseq")
 
 
@@ -53,98 +52,6 @@ def pj_errors(method):
     return wrapper
 
 
-def wire_text(text: str) -> str:
-    """``text`` fit for AMP: bytes that were not UTF-8 (surrogate escapes) become U+FFFD."""
-    return text.encode("utf-8", "replace").decode("utf-8") if not _is_utf8(text) else text
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def refusal(head: str, body: str) -> tuple[int, str] | None:
-    """Why an INVITE is refused before the controller sees it, as (code, reason), or None."""
-    if not _is_utf8(head):
-        return 400, "Bad Request (header not UTF-8)"
-    if sipmsg.audio_streams(body) > MAX_AUDIO_STREAMS:
-        return 488, "Not Acceptable Here (one audio stream only)"
-    return None
-
-
-class Player(pj.AudioMediaPlayer):
-    """A WAV player whose end-of-file is reported on the reactor thread."""
-
-    def __init__(self, on_eof):
-        super().__init__()
-        self._on_eof = on_eof
-
-    def onEof2(self):  # pjsua's clock thread: nothing but a hop to the reactor
-        reactor.callFromThread(self._on_eof)
-
-
-class Leg(pj.Call):
-    """One call; its callbacks run in the reactor thread (libHandleEvents)."""
-
-    def __init__(self, engine, name, account, call_id=pj.PJSUA_INVALID_ID):
-        super().__init__(account, call_id)
-        self.engine = engine
-        self.name = name
-        self.player = None
-        self.play_id = 0
-        self.queue: list[str] = []
-        self.media_ready = False
-        self.answered = False
-        self.timer = None
-        self.end_code = self.end_reason = None
-        self.end_by = REMOTE
-
-    def onCallState(self, prm):
-        self.engine.leg_state(self)
-
-    def onCallMediaState(self, prm):
-        info = self.getInfo()
-        self.media_ready = any(
-            m.type == pj.PJMEDIA_TYPE_AUDIO and m.status == pj.PJSUA_CALL_MEDIA_ACTIVE
-            for m in info.media
-        )
-
-    def onDtmfDigit(self, prm):
-        method = "rfc2833" if prm.method == 0 else "info-relay"
-        self.engine.send(cmd.Dtmf, leg=self.name, digit=prm.digit, method=method)
-
-    def onCallTsxState(self, prm):
-        # pjsua answers INFO application/dtmf with 500 itself; the digit is read here.
-        event = prm.e
-        if event.type != pj.PJSIP_EVENT_TSX_STATE:
-            return
-        state = event.body.tsxState
-        if state.type != pj.PJSIP_EVENT_RX_MSG or state.tsx.role != pj.PJSIP_ROLE_UAS:
-            return
-        if state.tsx.method != "INFO":
-            return
-        _, headers, body = sipmsg.split_message(state.src.rdata.wholeMsg)
-        content_type = sipmsg.header(headers, "content-type")
-        if content_type.split(";")[0].strip().lower() == "application/dtmf":
-            digit = sipmsg.info_digit(content_type, body)
-            if digit:
-                self.engine.send(cmd.Dtmf, leg=self.name, digit=digit, method="info-dtmf")
-
-
-class Account(pj.Account):
-    """The worker's one account: every incoming INVITE arrives here."""
-
-    def __init__(self, engine):
-        super().__init__()
-        self.engine = engine
-
-    def onIncomingCall(self, prm):
-        self.engine.incoming(self, prm)
-
-
 class Engine:
     """Owns the pjsua2 Endpoint and every live leg of this worker."""
 
@@ -154,8 +61,13 @@ class Engine:
         self.legs: dict[str, Leg] = {}
         self.protocol = None
         self._counter = 0
-        self.ep = pj.Endpoint()
+        self.ep = Endpoint()
         self.ep.libCreate()
+        self.incoming_budget = admission.SetupBudget(
+            reactor, admission.INCOMING_RATE, admission.INCOMING_BURST)
+        self.outgoing_budget = admission.SetupBudget(
+            reactor, admission.OUTGOING_RATE, admission.OUTGOING_BURST)
+        self.refused = 0
         config = pj.EpConfig()
         config.uaConfig.threadCnt = 0
         config.uaConfig.mainThreadOnly = True
@@ -197,6 +109,14 @@ class Engine:
         account.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
         self.account = Account(self)
         self.account.create(account)
+        bouncer = pj.AccountConfig()
+        bouncer.idUri = f"sip:refused@{self.local_name}"
+        bouncer.mediaConfig.useLoopMedTp = True
+        bouncer.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
+        self.bouncer = Bouncer()
+        self.bouncer.create(bouncer)
+        self.account.setDefault()
+        self.ep.admit = self.admit
         self._poller = task.LoopingCall(self.ep.libHandleEvents, 0)
 
     def start(self):
@@ -218,14 +138,26 @@ class Engine:
 
     # -- events from pjsua2 ----------------------------------------------------------
 
+    def admit(self, prm):
+        """Send an INVITE that must not reach the media to the bouncer, with its answer."""
+        raw = prm.rdata.wholeMsg
+        if not raw.startswith("INVITE "):
+            return
+        refused = admission.refusal(raw)
+        if refused is None and not self.incoming_budget.take():
+            refused = (503, "Service Unavailable (too many calls at once)")
+        if refused is not None:
+            self.refused += 1
+            self.bouncer.refusals.append(refused)
+            prm.accountIndex = self.bouncer.getId()
+
     def incoming(self, account, prm):
         name = self.next_name()
         leg = Leg(self, name, account, prm.callId)
         self.legs[name] = leg
         try:
             raw = prm.rdata.wholeMsg
-            head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
-            refused = refusal(head, body)
+            refused = admission.refusal(raw)  # admitted by mistake: still never reported
             if refused is not None:
                 self._hangup(leg, refused[0], refused[1])
                 return
@@ -278,6 +210,8 @@ class Engine:
             raise NoCapacity(f"all {self.capacity} call slots in use")
         if leg in self.legs:
             raise TelephonyError(f"leg {leg} exists")
+        if not self.outgoing_budget.take():
+            raise NoCapacity("too many call setups this second; try again")
         call = Leg(self, leg, self.account)
         prm = pj.CallOpParam(True)
         if caller:
@@ -449,8 +383,11 @@ class Engine:
         for call in self.legs.values():
             call.player = None
         self.legs.clear()
+        self.bouncer.calls.clear()
+        self.ep.admit = None
         self.account.shutdown()
-        self.account = None
+        self.bouncer.shutdown()
+        self.account = self.bouncer = None
         gc.collect()
         self.ep.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
 

@@ -62,7 +62,7 @@ class Recorder:
         return lambda leg, *args: self.events.append((name, leg.id, *args))
 
 
-def make_bridge(workers=2, rate=20, grace=30, max_calls=1000, hello=lambda n: True):
+def make_bridge(workers=2, rate=1000, grace=30, max_calls=1000, hello=lambda n: True):
     clock = Clock()
     pids = iter(range(100, 1000))
     config = SipConfig(host="127.0.0.1", port=5070, workers=workers, shutdown_grace=grace,
@@ -80,9 +80,19 @@ def make_bridge(workers=2, rate=20, grace=30, max_calls=1000, hello=lambda n: Tr
 
 
 def originate(bridge, observer=None, **kwargs):
+    """Originate and let its setup slot come (1/rate s at most); returns [leg or failure]."""
     out = []
     bridge.originate("sip:1@127.0.0.1", "49", 30, observer or Recorder(), **kwargs
                      ).addBoth(out.append)
+    if not out:
+        bridge._reactor.advance(1.0 / bridge._rate)
+    return out
+
+
+def dial(bridge):
+    """Originate without waiting; returns the list its result will land in."""
+    out = []
+    bridge.originate("sip:1@127.0.0.1", "49", 30, Recorder()).addBoth(out.append)
     return out
 
 
@@ -141,7 +151,7 @@ def test_max_calls_is_spread_over_the_workers():
 def test_originate_waiting_for_its_turn_can_be_cancelled():
     """Cancelling an originate that waits for pacing frees its slot and sends nothing."""
     bridge, clock, spawned = make_bridge(workers=1, rate=1)
-    originate(bridge)
+    dial(bridge)
     d = bridge.originate("sip:2@h", "49", 30, Recorder())
     assert bridge.available() == 2
     failures = []
@@ -207,15 +217,19 @@ def test_play_ids_tell_playlists_apart():
     assert events.events[-1] == ("legPlayDone", leg.id, third)
 
 
-def test_call_setups_are_rate_limited_per_worker():
-    """Beyond the per-second limit, an originate waits for the next second."""
+def test_call_setups_are_spaced_per_worker():
+    """Setups on one worker start 1/rate seconds apart; another worker has its own pace."""
     bridge, clock, spawned = make_bridge(workers=1, rate=2)
-    first, second, third = originate(bridge), originate(bridge), originate(bridge)
-    assert first and second and not third
-    sent = [c for c in spawned[0].commands if c[0] is cmd.Originate]
-    assert len(sent) == 2
-    clock.advance(1.0)
-    assert third and len([c for c in spawned[0].commands if c[0] is cmd.Originate]) == 3
+    first, second, third = dial(bridge), dial(bridge), dial(bridge)
+    assert first and not second and not third
+    clock.advance(0.5)
+    assert second and not third
+    clock.advance(0.5)
+    assert third and len(spawned[0].sent(cmd.Originate)) == 3
+    bridge.workerCallState(first[0].id, "ended", 200, "BYE", "remote")
+    clock.advance(5)
+    assert dial(bridge)  # idle time is not saved up into a burst
+    assert not dial(bridge)
 
 
 def test_a_dead_worker_ends_its_legs_and_is_replaced_at_once():
