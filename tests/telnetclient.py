@@ -18,9 +18,14 @@ class TelnetSession:
         self._at_username = False
 
     def login(self, user: str, password: str) -> bytes:
-        """Answer the Username and Password prompts; returns what came after."""
+        """Answer the Username and Password prompts; returns what came after.
+
+        ``refused`` when the server closed before any prompt; what it said (as for
+        ``closed``) is then in ``self.child.before``.
+        """
         if not self._at_username:
-            self.child.expect(b"Username: ")
+            if self.child.expect([b"Username: ", pexpect.EOF]) == 1:
+                return b"refused"
         self.child.sendline(user.encode())
         self.child.expect(b"Password: ")
         self.child.sendline(password.encode())

@@ -1,4 +1,4 @@
-"""The telnet console: login with at most three tries, then one command a line.
+"""A logged-in console session: one command a line (the login is in ``login``).
 
 Every reply ends with a line ``OK`` or ``ERROR: <reason>``, then the prompt. Commands
 are ``do_<name>`` methods of ``ConsoleProtocol``; their docstrings are the help.
@@ -7,67 +7,37 @@ are ``do_<name>`` methods of ``ConsoleProtocol``; their docstrings are the help.
 from __future__ import annotations
 
 import inspect
+import math
 import shlex
 from collections.abc import Iterable
 
 from twisted.conch import telnet
-from twisted.cred import credentials
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from mizu.errors import CommandError, ConfigError, MizuError
 
 log = Logger()
 
-MAX_LOGIN_FAILURES = 3
 MAX_LINE = 4096
 PROMPT = b"mizu> "
 
 
-class LoginProtocol(telnet.AuthenticatingTelnetProtocol):
-    """Username/Password prompts; the connection closes after three failed logins."""
-
-    failures = 0
-
-    def telnet_User(self, line):
-        self.username = line
-        # Hide the password where the client agrees; a client that refuses must not stall.
-        self.transport.will(telnet.ECHO).addErrback(lambda _: None)
-        self.transport.write(b"Password: ")
-        return "Password"
-
-    def telnet_Password(self, line):
-        username, password = self.username, line
-        del self.username
-
-        def login(_):
-            creds = credentials.UsernamePassword(username, password)
-            d = self.portal.login(creds, None, telnet.ITelnetProtocol)
-            d.addCallbacks(self._cbLogin, self._ebLogin)
-
-        defer.maybeDeferred(self.transport.wont, telnet.ECHO).addBoth(login)
-        return "Discard"
-
-    def _ebLogin(self, failure):
-        self.failures += 1
-        peer = self.transport.getPeer()
-        log.warn("console login failed from {host} ({n} of {max})",
-                 host=getattr(peer, "host", peer), n=self.failures, max=MAX_LOGIN_FAILURES)
-        if self.failures >= MAX_LOGIN_FAILURES:
-            self.transport.write(b"\nAuthentication failed: too many failures\n")
-            self.transport.loseConnection()
-            return
-        super()._ebLogin(failure)
-
-
 @implementer(telnet.ITelnetProtocol)
-class ConsoleProtocol(telnet.TelnetProtocol):
-    """One logged-in console session, driving the server through its public methods."""
+class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
+    """One logged-in console session, driving the server through its public methods.
 
-    def __init__(self, server, user: str):
+    It is closed after ``idle_timeout`` seconds without input (0: never).
+    """
+
+    def __init__(self, server, user: str, clock, idle_timeout: float = 0):
         self.server = server
         self.user = user
+        self.clock = clock
+        self.callLater = clock.callLater
+        self.idle_timeout = idle_timeout
         self._buffer = b""
         self._queue: list[str] = []
         self._busy = False
@@ -77,11 +47,21 @@ class ConsoleProtocol(telnet.TelnetProtocol):
         log.info("console user {user} logged in", user=self.user)
         self._write_lines(["mizu console. Type help for the commands."])
         self.transport.write(PROMPT)
+        self.setTimeout(self.idle_timeout or None)
 
     def connectionLost(self, reason=None):
         self._closed = True
+        self.setTimeout(None)
+
+    def timeoutConnection(self):
+        log.info("console user {user} idle for {s} s: session closed",
+                 user=self.user, s=self.idle_timeout)
+        self._write_lines(["", f"ERROR: no input for {self.idle_timeout:g} s: session closed"])
+        self._closed = True
+        self.transport.loseConnection()
 
     def dataReceived(self, data: bytes):
+        self.resetTimeout()
         self._buffer += data.replace(b"\r\x00", b"\n").replace(b"\r\n", b"\n")
         while b"\n" in self._buffer:
             line, self._buffer = self._buffer.split(b"\n", 1)
@@ -189,3 +169,20 @@ class ConsoleProtocol(telnet.TelnetProtocol):
             return [f"{name} = {shown}"]
         settings = yield self.server.set_setting(name, " ".join(value))
         return [f"{name} = {settings.get(name)}"]
+
+    def _ban_lines(self, bans) -> list[str]:
+        now = self.clock.seconds()
+        return [f"{ban.kind} {ban.address} banned for {math.ceil(ban.until - now)} s more"
+                for ban in bans]
+
+    def do_banned(self):
+        """banned -- the addresses banned after failed logins, and for how long"""
+        bans = self.server.bans.active()
+        return self._ban_lines(bans) + [f"{len(bans)} ban(s) in force"]
+
+    def do_delbanned(self, address=None):
+        """delbanned [<address>] -- lift every ban, or the bans on one address"""
+        lifted = self.server.bans.clear(address)
+        log.info("console user {user} lifted {n} ban(s) on {address}", user=self.user,
+                 n=len(lifted), address=address or "every address")
+        return self._ban_lines(lifted) + [f"{len(lifted)} ban(s) lifted"]

@@ -1,6 +1,7 @@
 """The console end to end: the real telnet client against a running service tree."""
 
 import os
+import re
 import socket
 
 import pytest_twisted
@@ -11,18 +12,19 @@ from mizu.tap import build
 from tests.telnetclient import TelnetSession
 
 
-def write_config(path, users="admin = s3cret\n", extra="", sip="[sip]\nworkers = 0\n"):
+def write_config(path, users="admin = s3cret\n", extra="", sip="[sip]\nworkers = 0\n",
+                 console=""):
+    """A test ini: ``console`` lines go into [console], ``extra`` sections at the end."""
     path.write_text(
-        f"{sip}[console]\nlisten = tcp:0:interface=127.0.0.1\n"
+        f"{sip}[console]\nlisten = tcp:0:interface=127.0.0.1\n{console}"
         f"[console.users]\n{users}{extra}"
     )
 
 
-@pytest_twisted.async_yield_fixture
-async def server(tmp_path, database):
-    """A started mizu (store + console) on the test database; stopped afterwards."""
+async def start(tmp_path, database, **config):
+    """A started mizu (store + console) on the test database, from ``write_config(**config)``."""
     path = tmp_path / "mizu.ini"
-    write_config(path)
+    write_config(path, **config)
 
     def load():
         return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
@@ -31,6 +33,23 @@ async def server(tmp_path, database):
     root.config_path = path
     root.startService()
     await root.whenReady()
+    return root
+
+
+@pytest_twisted.async_yield_fixture
+async def server(tmp_path, database):
+    """A started mizu with the default console limits; stopped afterwards."""
+    root = await start(tmp_path, database)
+    yield root
+    await root.stopService()
+
+
+@pytest_twisted.async_yield_fixture
+async def guarded(tmp_path, database):
+    """A started mizu with small limits: 4 failures ban, 3 may wait at the login, 5 s each."""
+    root = await start(tmp_path, database,
+                       console="login_timeout = 5\nmax_unauthenticated = 3\n",
+                       extra="[security]\nban_failures = 4\n")
     yield root
     await root.stopService()
 
@@ -41,12 +60,14 @@ def in_thread(f, *args):
 
 
 async def session(server, user="admin", password="s3cret"):
+    """A real telnet client logged in to ``server``, at the prompt."""
     t = TelnetSession(server.getServiceNamed("console").port)
     assert await in_thread(t.login, user, password) == b"prompt"
     return t
 
 
 def run(t, line):
+    """Run one command line in session ``t``: (reply lines, final line)."""
     return in_thread(t.command, line)
 
 
@@ -64,11 +85,15 @@ async def test_login_and_status(server):
 
 @pytest_twisted.ensureDeferred
 async def test_wrong_password_three_times_closes(server):
-    """Wrong credentials are refused; the third failure closes the connection."""
+    """Wrong credentials are refused, each after a pause; the third failure closes the
+    connection."""
     t = TelnetSession(server.getServiceNamed("console").port)
+    started = reactor.seconds()
     assert await in_thread(t.login, "admin", "wrong") == b"again"
     assert await in_thread(t.login, "nobody", "s3cret") == b"again"
     assert await in_thread(t.login, "admin", "wrong") == b"closed"
+    assert b"Authentication failed: too many failures" in t.child.before
+    assert reactor.seconds() - started >= 3
     t.close()
 
 
@@ -95,7 +120,7 @@ async def test_help_lists_commands(server):
     lines, final = await run(t, "help")
     assert final == "OK"
     assert [line.split()[0] for line in lines] == [
-        "calls", "config", "help", "quit", "reload", "status"]
+        "banned", "calls", "config", "delbanned", "help", "quit", "reload", "status"]
     assert await run(t, "help reload") == (
         ["reload -- re-read the config file and tb_config; live calls continue"], "OK")
     t.close()
@@ -231,3 +256,83 @@ async def test_bcrypt_hashed_password(server):
     assert await in_thread(wrong.login, "auditor", hashed) == b"again"
     wrong.close()
     t.close()
+
+
+BAN_LINE = re.compile(r"^console 127\.0\.0\.1 banned for (8[5-9][0-9]|900) s more$")
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_logins_ban_the_address_until_delbanned(guarded):
+    """4 wrong passwords over two connections ban 127.0.0.1: a new connection is refused
+    at once even with the right password. A session logged in before stays; banned lists
+    the ban, delbanned lifts it, and the right password works again."""
+    port = guarded.getServiceNamed("console").port
+    admin = await session(guarded)
+    first = TelnetSession(port)
+    for expected in (b"again", b"again", b"closed"):
+        assert await in_thread(first.login, "admin", "wrong") == expected
+    first.close()
+    second = TelnetSession(port)
+    assert await in_thread(second.login, "admin", "wrong") == b"closed"
+    assert b"Authentication failed: address banned" in second.child.before
+    second.close()
+    refused = TelnetSession(port)
+    assert await in_thread(refused.login, "admin", "s3cret") == b"refused"
+    assert b"Connection refused: address banned" in refused.child.before
+    assert b"Username:" not in refused.child.before
+    refused.close()
+
+    lines, final = await run(admin, "banned")
+    assert final == "OK" and lines[1:] == ["1 ban(s) in force"]
+    assert BAN_LINE.match(lines[0]), lines
+    lines, final = await run(admin, "status")
+    assert "bans 1 console=1" in lines
+    lines, final = await run(admin, "delbanned 127.0.0.1")
+    assert final == "OK" and lines[1:] == ["1 ban(s) lifted"]
+    assert BAN_LINE.match(lines[0]), lines
+    assert await run(admin, "banned") == (["0 ban(s) in force"], "OK")
+    (await session(guarded)).close()
+    admin.close()
+
+
+def raw_connection(port):
+    """A bare TCP connection; returns it once the server said something."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s, s.recv(4096)
+
+
+def read_to_end(s):
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    while chunk := s.recv(4096):
+        received += chunk
+    s.close()
+    return received
+
+
+@pytest_twisted.ensureDeferred
+async def test_unauthenticated_connections_are_limited(guarded):
+    """With max_unauthenticated = 3, a 4th and 5th connection waiting at the login get one
+    line and are closed, while a logged-in session keeps working; the waiting ones are
+    closed after login_timeout, which frees their places."""
+    port = guarded.getServiceNamed("console").port
+    admin = await session(guarded)
+    waiting = []
+    for _ in range(3):
+        s, greeting = await in_thread(raw_connection, port)
+        assert greeting == b"Username: "
+        waiting.append(s)
+    for _ in range(2):
+        s, said = await in_thread(raw_connection, port)
+        said += await in_thread(read_to_end, s)
+        assert said == (b"Connection refused: too many connections waiting to log in; "
+                        b"try again later\r\n")
+    lines, final = await run(admin, "status")
+    assert final == "OK"
+    assert any(line.startswith("console ") and "unauthenticated=3/3" in line
+               for line in lines), lines
+    for s in waiting:
+        assert await in_thread(read_to_end, s) == b"\r\nLogin timed out after 5 s\r\n"
+    (await session(guarded)).close()
+    assert (await run(admin, "status"))[1] == "OK"
+    admin.close()
