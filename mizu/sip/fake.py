@@ -26,6 +26,8 @@ from mizu.telephony import (
     refusal_code,
 )
 
+PLAY_SECONDS = 0.2  # how long a file plays, with a clock
+
 # How a scripted far end (``FakeTelephony.far_ends``) behaves, step by step.
 FAR_ENDS = {
     "answer": [(0.02, "far_rings"), (0.05, "far_answers")],
@@ -76,10 +78,19 @@ class FakeLeg(LegBase):
 
     def play(self, paths):
         self._live()
+        if isinstance(paths, str):
+            paths = [paths]
         play_id = next(self._telephony.play_ids)
         self.playing = play_id
         self.actions.append(("play", play_id, tuple(str(p) for p in paths)))
+        clock = self._telephony.clock
+        if clock is not None:  # each file "lasts" PLAY_SECONDS
+            clock.callLater(PLAY_SECONDS * len(paths), self._play_ends, play_id)
         return play_id
+
+    def _play_ends(self, play_id):
+        if self.playing == play_id and self.state != "ended":
+            self.prompt_ends()
 
     def stopPlaying(self):
         self.playing = None
