@@ -152,3 +152,26 @@ def test_the_shipped_example_is_valid():
     path = os.path.join(os.path.dirname(__file__), "..", "etc", "mizu.ini.example")
     config = load_config(path)
     assert config.sip == type(config.sip)() and config.console.users == {}
+
+
+def test_security_and_console_limits_and_sip_restart_keys(tmp_path):
+    """[security] and the console limits are read and checked; [sip] keys the workers were
+    started with are reported as needing a restart, the others are not."""
+    path = tmp_path / "mizu.ini"
+    path.write_text("[security]\nban_failures = 3\nban_window = 10\nban_time = 60\n"
+                    "[console]\nlogin_timeout = 9\nidle_timeout = 0\nmax_unauthenticated = 2\n"
+                    "[sip]\nlog_level = 4\n")
+    config = load_config(str(path))
+    assert (config.security.ban_failures, config.security.ban_window,
+            config.security.ban_time) == (3, 10, 60)
+    assert (config.console.login_timeout, config.console.idle_timeout,
+            config.console.max_unauthenticated) == (9, 0, 2)
+    path.write_text("[security]\nban_time = 0\n[sip]\nlog_level = 9\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    assert len(e.value.errors) == 2
+    old = Config()
+    sip = type(old.sip)
+    assert old.restart_required(Config(sip=sip(public_address="192.0.2.1", max_calls=9))) == [
+        "[sip] max_calls", "[sip] public_address"]
+    assert old.restart_required(Config(sip=sip(shutdown_grace=5, default_gateway="sip:x"))) == []
