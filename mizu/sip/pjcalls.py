@@ -112,6 +112,11 @@ class Bouncer(pj.Account):
         code, reason = self.refusals.pop(0) if self.refusals else (503, "Service Unavailable")
         call = Bounced(self, prm.callId)
         self.calls.add(call)
+        # Never hang up inside onIncomingCall: for an INVITE without an offer pjsua then
+        # frees the request twice and aborts (sip_transport.c: rx_data_free_cloned).
+        reactor.callLater(0, self._refuse, call, code, reason)
+
+    def _refuse(self, call, code, reason):
         op = pj.CallOpParam(True)
         op.statusCode, op.reason = code, reason
         if code == 503:

@@ -159,7 +159,7 @@ class Engine:
             raw = prm.rdata.wholeMsg
             refused = admission.refusal(raw)  # admitted by mistake: still never reported
             if refused is not None:
-                self._hangup(leg, refused[0], refused[1])
+                reactor.callLater(0, self._hangup, leg, refused[0], refused[1])
                 return
             start, headers, _ = sipmsg.split_message(raw)
             leg.timer = reactor.callLater(DECISION_TIMEOUT, self._undecided, name)
@@ -175,7 +175,8 @@ class Engine:
                       response_headers=sipmsg.header_lines(headers, RESPONSE_HEADERS))
         except Exception as e:  # never leave a caller without an answer
             print(f"incoming call {name} refused: {type(e).__name__}: {e}", file=sys.stderr)
-            self._hangup(leg, 500, "Server Internal Error")
+            # Not from inside onIncomingCall: pjsua may abort (see pjcalls.Bouncer).
+            reactor.callLater(0, self._hangup, leg, 500, "Server Internal Error")
 
     def _undecided(self, name):
         leg = self.legs.get(name)
