@@ -41,14 +41,16 @@ class AnsweringCore(Recorder):
         leg.answer()
 
 
-@pytest_twisted.async_yield_fixture
-async def mizu(tmp_path, database, sql):
-    """mizu with one SIP worker on a free port, an access number and user alice."""
-    port = free_port(2)
+async def boot(tmp_path, database, sql, sip="", extra="", listen_host="127.0.0.1",
+               workers=1):
+    """A running mizu with ``workers`` SIP workers on free ports, an access number 4930555
+    and user alice; ``sip`` adds [sip] keys, ``extra`` more sections."""
+    port = free_port(workers)
     path = tmp_path / "mizu.ini"
-    path.write_text(f"[sip]\nlisten = 127.0.0.1:{port}\nworkers = 1\nshutdown_grace = 0\n"
+    path.write_text(f"[sip]\nlisten = {listen_host}:{port}\nworkers = {workers}\n"
+                    f"shutdown_grace = 0\n{sip}"
                     "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
-                    "[console.users]\nadmin = pw\n")
+                    f"[console.users]\nadmin = pw\n{extra}")
 
     def load():
         return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
@@ -62,6 +64,13 @@ async def mizu(tmp_path, database, sql):
     root.sip_port = port
     root.core = AnsweringCore()
     root.sip.incoming_handler.core = root.core
+    return root
+
+
+@pytest_twisted.async_yield_fixture
+async def mizu(tmp_path, database, sql):
+    """mizu with one SIP worker on a free port, an access number and user alice."""
+    root = await boot(tmp_path, database, sql)
     yield root
     await root.stopService()
 

@@ -16,43 +16,16 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.logger import globalLogPublisher
 from zope.interface import implementer
 
-from mizu.config import load_config
 from mizu.errors import NoCapacity
-from mizu.tap import build
 from mizu.telephony import EndCause, IIncomingCallHandler
 from tests.e2e import test_sip
 from tests.e2e.peers import RtpPeer, free_port, sipp, wait_until
-from tests.e2e.test_sip import AnsweringCore, Recorder, answered_leg, finished
+from tests.e2e.test_sip import Recorder, answered_leg, boot, finished
 
 mizu = test_sip.mizu  # the shared fixture
 
 CALLER = "4917012345"
 ACCESS = "4930555"
-
-
-async def boot(tmp_path, database, sql, sip="", extra="", listen_host="127.0.0.1",
-               workers=1):
-    """A running mizu like test_sip's ``mizu`` fixture, with extra [sip] keys and sections."""
-    port = free_port(workers)
-    path = tmp_path / "mizu.ini"
-    path.write_text(f"[sip]\nlisten = {listen_host}:{port}\nworkers = {workers}\n"
-                    f"shutdown_grace = 0\n{sip}"
-                    "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
-                    f"[console.users]\nadmin = pw\n{extra}")
-
-    def load():
-        return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
-
-    root = build(load(), load, reactor)
-    root.startService()
-    await root.whenReady()
-    sql(f"INSERT INTO tb_user (username, iscallback) VALUES ('{ACCESS}', 6)")
-    sql("INSERT INTO tb_user (username, password) VALUES ('alice', 'wonder')")
-    root.sip = root.getServiceNamed("sip")
-    root.sip_port = port
-    root.core = AnsweringCore()
-    root.sip.incoming_handler.core = root.core
-    return root
 
 
 def trust_loopback(sql):
