@@ -66,3 +66,33 @@ class ShuttingDown(TelephonyError):
     """The node is stopping and takes no new calls."""
 
     code = "shutting-down"
+
+
+class AuthenticationFailed(MizuError):
+    """The requester could not be authenticated; nothing was stored."""
+
+    code = "authentication"
+
+
+class BadRequest(MizuError):
+    """A request with a missing or malformed field; nothing was stored."""
+
+    code = "bad-request"
+
+
+class NotFound(MizuError):
+    """The thing asked for does not exist."""
+
+    code = "not-found"
+
+
+class InsufficientCredit(MizuError):
+    """The paying user's credit (less what live calls reserve) cannot cover the call."""
+
+    code = "insufficient-credit"
+
+
+class NoRoute(MizuError):
+    """No rate (or no gateway) covers the number dialled."""
+
+    code = "no-route"

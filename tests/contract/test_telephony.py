@@ -21,7 +21,7 @@ from mizu.sip.fake import FakeTelephony
 from mizu.telephony import ILeg, ITelephony
 from tests.e2e.peers import RtpPeer, free_port, sipp, wait_until
 
-PROMPT = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "sounds", "en",
+PROMPT = os.path.join(os.path.dirname(__file__), "..", "..", "mizu", "sounds", "en",
                       "goodbye.wav")
 
 

@@ -11,7 +11,7 @@ from mizu.tap import build
 from mizu.telephony import EndCause
 from tests.e2e.peers import RtpPeer, free_port, sipp, wait_until
 
-PROMPT = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "sounds", "en",
+PROMPT = os.path.join(os.path.dirname(__file__), "..", "..", "mizu", "sounds", "en",
                       "enter-destination.wav")
 
 
