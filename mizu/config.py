@@ -79,6 +79,35 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class IvrConfig:
+    """Prompts and scripts, and the IVR's digit timeouts (SPEC §5).
+
+    ``sounds`` is searched first for ``<language>/<prompt>.wav``; the prompts shipped in
+    the package are the fallback. ``scripts`` holds operator scripts (``<name>.ivr``).
+    """
+
+    sounds: str = os.path.join("etc", "sounds")
+    language: str = "en"
+    scripts: str = os.path.join("etc", "ivr")
+    first_digit_timeout: int = 10
+    inter_digit_timeout: int = 5
+    max_ivr_time: int = 600
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """The callback queue and call legs: ring timeouts, limits, polling and heartbeats."""
+
+    ring_timeout: int = 45
+    max_call_time: int = 14400
+    poll_interval: int = 5
+    heartbeat: int = 5
+    stale_after: int = 30
+    max_attempts: int = 3
+    retry_delay: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole, validated configuration; ``path`` is the file it came from, if any."""
 
@@ -89,6 +118,8 @@ class Config:
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     smpp: SmppConfig = field(default_factory=SmppConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    ivr: IvrConfig = field(default_factory=IvrConfig)
+    callback: CallbackConfig = field(default_factory=CallbackConfig)
 
     def restart_required(self, new: Config) -> list[str]:
         """The settings that differ in ``new`` but cannot change while running."""
@@ -161,6 +192,13 @@ def _parse_gateway(text: str) -> str:
     return text
 
 
+def _parse_language(text: str) -> str:
+    value = text.strip()
+    if not value or not value.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"expected a language folder name such as en, got {text!r}")
+    return value
+
+
 def _text(value: str) -> str:
     return value.strip()
 
@@ -199,9 +237,27 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "ban_window": ("ban_window", _parse_int(1, 86400)),
         "ban_time": ("ban_time", _parse_int(1, 30 * 86400)),
     },
+    "ivr": {
+        "sounds": ("sounds", _text),
+        "language": ("language", _parse_language),
+        "scripts": ("scripts", _text),
+        "first_digit_timeout": ("first_digit_timeout", _parse_int(1, 120)),
+        "inter_digit_timeout": ("inter_digit_timeout", _parse_int(1, 60)),
+        "max_ivr_time": ("max_ivr_time", _parse_int(10, 86400)),
+    },
+    "callback": {
+        "ring_timeout": ("ring_timeout", _parse_int(5, 300)),
+        "max_call_time": ("max_call_time", _parse_int(60, 86400)),
+        "poll_interval": ("poll_interval", _parse_int(1, 3600)),
+        "heartbeat": ("heartbeat", _parse_int(1, 300)),
+        "stale_after": ("stale_after", _parse_int(5, 86400)),
+        "max_attempts": ("max_attempts", _parse_int(1, 100)),
+        "retry_delay": ("retry_delay", _parse_int(1, 86400)),
+    },
 }
 _SECTIONS = {"database": DatabaseConfig, "sip": SipConfig, "http": HttpConfig,
-             "console": ConsoleConfig, "smpp": SmppConfig, "security": SecurityConfig}
+             "console": ConsoleConfig, "smpp": SmppConfig, "security": SecurityConfig,
+             "ivr": IvrConfig, "callback": CallbackConfig}
 
 
 def load_config(path: str | None = None, dsn: str | None = None,

@@ -45,6 +45,14 @@ class MizuService(MultiService):
         """The store child."""
         return self.getServiceNamed("store")
 
+    @property
+    def dispatcher(self):
+        """The dispatcher child (``CommandError`` when this node runs without one)."""
+        try:
+            return self.getServiceNamed("dispatcher")
+        except KeyError:
+            raise CommandError("no dispatcher on this node ([sip] workers = 0)") from None
+
     def whenReady(self) -> defer.Deferred:
         """Fires with self when every child has started; fails if any could not."""
         if self._outcome is None:
@@ -137,6 +145,15 @@ class MizuService(MultiService):
             settings = Settings.from_rows(rows)
         except ConfigError as e:
             errors += e.errors
+        if not errors:
+            # Children load what they need (rates, scripts, ...) before anything changes.
+            for child in self:
+                prepare = getattr(child, "prepareReload", None)
+                if prepare is not None and child.running:
+                    try:
+                        yield prepare(config, settings)
+                    except ConfigError as e:
+                        errors += e.errors
         if errors:
             log.warn("reload refused: {errors}", errors="; ".join(errors))
             raise ConfigError(errors)

@@ -46,8 +46,10 @@ def _check_reachable(config: Config) -> None:
 
 
 def build(config: Config, load, reactor):
-    """The root service with its children in start order: store, sip, console."""
+    """The root service with its children in start order: store, dispatcher, sip, console."""
     from mizu.console.service import ConsoleService
+    from mizu.dispatch.dispatcher import Dispatcher
+    from mizu.dispatch.inbound import Inbound
     from mizu.service import MizuService
     from mizu.sip.bridge import SipBridge
     from mizu.sip.triage import Triage
@@ -56,10 +58,12 @@ def build(config: Config, load, reactor):
     root = MizuService(config, load, reactor)
     store = StoreService(config.database, reactor)
     store.setServiceParent(root)
-    if config.sip.workers:
-        bridge = SipBridge(config.sip, reactor)
+    bridge = SipBridge(config.sip, reactor) if config.sip.workers else None
+    dispatcher = Dispatcher(root, bridge, reactor)
+    dispatcher.setServiceParent(root)
+    if bridge is not None:
         bridge.setIncomingHandler(Triage(store.users, lambda: root.settings, reactor,
-                                         bans=root.bans))
+                                         core=Inbound(dispatcher), bans=root.bans))
         bridge.setServiceParent(root)
     ConsoleService(root, config, reactor).setServiceParent(root)
     return root

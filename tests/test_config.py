@@ -85,7 +85,7 @@ admin =
 enabled = perhaps
 port = 70000
 bind = transmitter
-[ivr]
+[nosuch]
 x = 1
 """)
     with pytest.raises(ConfigError) as e:
@@ -104,7 +104,7 @@ x = 1
         "[smpp] enabled: expected yes or no",
         "[smpp] port: must be between 1 and 65535",
         "[smpp] bind: must be one of transceiver, receiver",
-        "[ivr]: unknown section",
+        "[nosuch]: unknown section",
     ]:
         assert expected in errors
     assert len(e.value.errors) == 13

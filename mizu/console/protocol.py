@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from mizu.dispatch.request import CallbackRequest
 from mizu.errors import CommandError, ConfigError, MizuError
 
 log = Logger()
@@ -186,3 +187,40 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
         log.info("console user {user} lifted {n} ban(s) on {address}", user=self.user,
                  n=len(lifted), address=address or "every address")
         return self._ban_lines(lifted) + [f"{len(lifted)} ban(s) lifted"]
+
+    @defer.inlineCallbacks
+    def do_callback(self, anum, *rest):
+        """callback <anum> [<bnum>] [user=<username>] -- call anum back now; prints the id"""
+        bnum, username = "", ""
+        for word in rest:
+            if word.lower().startswith("user="):
+                username = word[5:]
+            elif not bnum:
+                bnum = word
+            else:
+                raise CommandError("usage: callback <anum> [<bnum>] [user=<username>]")
+        request = CallbackRequest(anum=anum, bnum=bnum, source="console", username=username,
+                                  trusted=True)
+        cbid = yield self.server.dispatcher.submit(request)
+        log.info("console user {user} requested callback {id}", user=self.user, id=cbid)
+        return [f"callback {cbid} pending"]
+
+    @defer.inlineCallbacks
+    def do_callbacks(self, which="pending"):
+        """callbacks [pending|all] -- the latest callback requests"""
+        if which not in ("pending", "all"):
+            raise CommandError("usage: callbacks [pending|all]")
+        rows = yield self.server.store.callbacks.recent(which == "pending")
+        lines = [f"{r.id} {r.status} {r.anum} -> {r.bnum or '-'} source={r.source} "
+                 f"user={r.userid or '-'} attempts={r.attempts}"
+                 + (f" reason={r.reason}" if r.reason else "") for r in rows]
+        return lines + [f"{len(rows)} callback(s)"]
+
+    def do_hangup(self, ident):
+        """hangup <id> -- end a live call: a callback id or a session from calls"""
+        session = self.server.dispatcher.session_for(ident)
+        if session is None:
+            raise CommandError(f"no live call {ident!r}")
+        session.hangup()
+        log.info("console user {user} hung up {key}", user=self.user, key=session.key)
+        return [f"{session.key} hanging up"]

@@ -120,8 +120,61 @@ _V1 = [
     "CREATE INDEX tb_cdrs_starttime ON tb_cdrs (starttime)",
 ]
 
+_IN_FLIGHT_SQL = "('calling_a', 'ivr', 'calling_b', 'bridged')"
+
+# V2: what the callback core needs to dispatch, bill and recover after a crash.
+_V2 = [
+    """
+    ALTER TABLE tb_callbacks
+        ADD COLUMN ivrid         integer NOT NULL DEFAULT 0,
+        ADD COLUMN attempts      integer NOT NULL DEFAULT 0,
+        ADD COLUMN authenticated boolean NOT NULL DEFAULT false,
+        ADD COLUMN callerid      text NOT NULL DEFAULT '',
+        ADD COLUMN heartbeat     timestamptz""",
+    # Operators queue callbacks with plain SQL naming a userid: that payer is known, so
+    # the IVR must not ask for a PIN. mizu's own inserts say so explicitly.
+    """
+    CREATE FUNCTION mizu_authenticate_db_callback() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.source = 'db' THEN
+            NEW.authenticated := NEW.authenticated OR NEW.userid IS NOT NULL;
+        END IF;
+        RETURN NEW;
+    END $$""",
+    """
+    CREATE TRIGGER tb_callbacks_authenticate BEFORE INSERT ON tb_callbacks
+        FOR EACH ROW EXECUTE FUNCTION mizu_authenticate_db_callback()""",
+    # Crash recovery scans the rows in flight.
+    f"CREATE INDEX tb_callbacks_inflight ON tb_callbacks (node)"
+    f" WHERE status IN {_IN_FLIGHT_SQL}",
+    # The tariff a leg was rated with, so a leg interrupted by a crash can be billed later.
+    """
+    ALTER TABLE tb_cdrs
+        ADD COLUMN price      numeric(16, 6) NOT NULL DEFAULT 0,
+        ADD COLUMN initblock  integer NOT NULL DEFAULT 0,
+        ADD COLUMN increment  integer NOT NULL DEFAULT 1,
+        ADD COLUMN connectfee numeric(16, 6) NOT NULL DEFAULT 0,
+        ADD COLUMN settled    boolean NOT NULL DEFAULT true,
+        ADD COLUMN heartbeat  timestamptz,
+        ADD COLUMN node       text NOT NULL DEFAULT '',
+        ADD COLUMN session    text NOT NULL DEFAULT ''""",
+    "CREATE INDEX tb_cdrs_unsettled ON tb_cdrs (node) WHERE NOT settled",
+    """
+    CREATE TABLE tb_reservations (
+        id        bigserial PRIMARY KEY,
+        userid    bigint NOT NULL REFERENCES tb_user (id) ON DELETE CASCADE,
+        session   text NOT NULL,
+        amount    numeric(16, 4) NOT NULL CHECK (amount >= 0),
+        node      text NOT NULL DEFAULT '',
+        created   timestamptz NOT NULL DEFAULT now(),
+        heartbeat timestamptz NOT NULL DEFAULT now()
+    )""",
+    "CREATE INDEX tb_reservations_userid ON tb_reservations (userid)",
+    "CREATE INDEX tb_reservations_session ON tb_reservations (session)",
+]
+
 # (version, statements); append new versions, never edit an applied one.
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1)]
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2)]
 LATEST = MIGRATIONS[-1][0]
 
 

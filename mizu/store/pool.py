@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from twisted.internet import defer, error
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,7 +38,9 @@ def wrap_error(failure: Failure) -> Failure:
     """Turn a driver failure into a ``StoreError``; mizu's own errors pass unchanged."""
     if failure.check(MizuError):
         return failure
-    if failure.check(*_CONNECTION_LOST):
+    # Deadlocks and serialisation failures are OperationalErrors on a healthy connection.
+    if failure.check(*_CONNECTION_LOST) and not failure.check(
+            psycopg2.errors.TransactionRollbackError):
         return Failure(StoreUnavailable(f"database connection lost: {_first_line(failure)}"))
     if failure.check(psycopg2.Error):
         exc = failure.value
@@ -134,7 +137,8 @@ class Pool:
             yield delay
 
     def _is_death(self, failure: Failure) -> bool:
-        return not self._closing and bool(failure.check(*_CONNECTION_LOST))
+        return (not self._closing and bool(failure.check(*_CONNECTION_LOST))
+                and not failure.check(psycopg2.errors.TransactionRollbackError))
 
     def _note_loss(self, failure: Failure) -> None:
         self._last_loss = _first_line(failure)

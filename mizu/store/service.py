@@ -8,8 +8,11 @@ from twisted.logger import Logger
 
 from mizu.config import DatabaseConfig
 from mizu.errors import StoreUnavailable
+from mizu.store.callbacks import Callbacks
+from mizu.store.catalog import Catalog
 from mizu.store.config import ConfigTable
 from mizu.store.embedded import EmbeddedPostgres
+from mizu.store.ledger import Ledger
 from mizu.store.migrations import migrate
 from mizu.store.pool import Pool, redact_dsn
 from mizu.store.users import Users
@@ -31,6 +34,9 @@ class StoreService(Service):
         self.schema_version: int | None = None
         self.config = ConfigTable(self)
         self.users = Users(self)
+        self.callbacks = Callbacks(self)
+        self.ledger = Ledger(self)
+        self.catalog = Catalog(self)
 
     def runQuery(self, sql, params=None):
         """One statement on the pool; fires with its rows."""

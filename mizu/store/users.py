@@ -93,3 +93,28 @@ class Users:
             " FROM tb_anumbers a JOIN tb_user u ON u.id = a.userid WHERE a.anumber = %s",
             (anumber,))
         return User(*rows[0]) if rows else None
+
+    @defer.inlineCallbacks
+    def by_id(self, userid: int):
+        """The user with this id, or None."""
+        rows = yield self._pool.runQuery(
+            f"SELECT {_COLUMNS} FROM tb_user WHERE id = %s", (userid,))
+        return User(*rows[0]) if rows else None
+
+    @defer.inlineCallbacks
+    def by_pincode(self, pin: str):
+        """The user whose PIN is ``pin``, or None (an empty PIN matches nobody)."""
+        if not pin:
+            return None
+        rows = yield self._pool.runQuery(
+            f"SELECT {_COLUMNS} FROM tb_user WHERE pincode = %s", (pin,))
+        return User(*rows[0]) if rows else None
+
+    @defer.inlineCallbacks
+    def add_anumber(self, anumber: str, userid: int):
+        """Register caller number ``anumber`` for the user unless it is known already;
+        fires with whether it was added."""
+        rows = yield self._pool.runQuery(
+            "INSERT INTO tb_anumbers (anumber, userid) VALUES (%s, %s)"
+            " ON CONFLICT (anumber) DO NOTHING RETURNING id", (anumber, userid))
+        return bool(rows)

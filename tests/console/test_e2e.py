@@ -8,6 +8,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 
 from mizu.config import load_config
+from mizu.store.migrations import LATEST
 from mizu.tap import build
 from tests.telnetclient import TelnetSession
 
@@ -78,7 +79,7 @@ async def test_login_and_status(server):
     lines, final = await run(t, "status")
     assert final == "OK"
     assert any(line.startswith("mizu 0.1.0 pid=") for line in lines)
-    assert any(line.startswith("database external") and "schema=1" in line
+    assert any(line.startswith("database external") and f"schema={LATEST}" in line
                and "connections=4/4" in line for line in lines)
     t.close()
 
@@ -120,7 +121,8 @@ async def test_help_lists_commands(server):
     lines, final = await run(t, "help")
     assert final == "OK"
     assert [line.split()[0] for line in lines] == [
-        "banned", "calls", "config", "delbanned", "help", "quit", "reload", "status"]
+        "banned", "callback", "callbacks", "calls", "config", "delbanned", "hangup", "help",
+        "quit", "reload", "status"]
     assert await run(t, "help reload") == (
         ["reload -- re-read the config file and tb_config; live calls continue"], "OK")
     t.close()

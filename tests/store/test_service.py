@@ -4,6 +4,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from mizu.config import DatabaseConfig
+from mizu.store.migrations import LATEST
 from mizu.store.service import StoreService
 from tests.store.support import allow_connections, until
 
@@ -17,7 +18,7 @@ async def test_status_says_whether_the_database_is_up_or_down(database, sql):
     await store.startService()
     try:
         [line] = store.status_lines()
-        assert line.startswith("database external dsn=") and "schema=1" in line
+        assert line.startswith("database external dsn=") and f"schema={LATEST}" in line
         assert line.endswith("connections=2/2 state=up")
         allow_connections(database, False)
         [(one,)] = await store.runQuery("SELECT pg_backend_pid()")

@@ -1,0 +1,271 @@
+"""The dispatcher: one ``submit()`` for every trigger, and the queue that is ``tb_callbacks``.
+
+``submit`` authenticates the requester, stores the row and only then answers with its id.
+Due rows are claimed with ``FOR UPDATE SKIP LOCKED`` (so nodes sharing a database never
+take the same row) whenever PostgreSQL notifies an insert, a session ends, a delayed row
+falls due, or the slow poll runs. Rows are claimed only while the telephony has room for
+both legs. Live sessions send a heartbeat; a recovery pass at start, and every
+``stale_after`` seconds for silent nodes, settles what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import hmac
+import socket
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from mizu.dispatch.callback import CallbackCall
+from mizu.dispatch.recovery import recover
+from mizu.dispatch.request import SOURCES, CallbackRequest, clean_number
+from mizu.dispatch.session import Core
+from mizu.dispatch.tables import Tables
+from mizu.errors import AuthenticationFailed, BadRequest, NotFound
+from mizu.ivr.session import IvrLimits
+
+log = Logger()
+CHANNEL = "mizu_callbacks"
+_CLAIM_BATCH = 20
+
+
+def node_name(config) -> str:
+    """This node's name in ``tb_callbacks.node``: the host and its SIP port."""
+    return f"{socket.gethostname()}:{config.sip.port}"
+
+
+class Dispatcher(Service):
+    """Owns the callback queue and every live call session."""
+
+    name = "dispatcher"
+
+    def __init__(self, root, telephony, clock):
+        self._root = root
+        self._clock = clock
+        self.core = Core(telephony, root.store, clock, node_name(root.config),
+                         lambda: root.settings, lambda: self.tables, lambda: root.config)
+        self.tables: Tables | None = None
+        self.sessions: dict[str, object] = {}
+        self._draining = False
+        self._again = False
+        self._wake_call = None
+        self._loops: list[task.LoopingCall] = []
+        self._pending_tables = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def startService(self):
+        Service.startService(self)
+        config = self._root.config
+        self.tables = yield Tables.load(self._root.store.catalog, config)
+        yield recover(self._root.store, self.core.node, config.callback.stale_after,
+                      config.callback.max_attempts)
+        yield self._root.store.pool.listen(CHANNEL, lambda payload: self.wake())
+        cb = config.callback
+        for interval, f in ((cb.poll_interval, self.wake), (cb.heartbeat, self._heartbeat),
+                            (cb.stale_after, self._recover_others)):
+            loop = task.LoopingCall(f)
+            loop.clock = self._clock
+            loop.start(interval, now=False).addErrback(
+                lambda failure: log.failure("dispatcher loop stopped", failure))
+            self._loops.append(loop)
+        log.info("dispatcher {node} ready: {rates} rates, {routes} routes, {c} campaigns",
+                 node=self.core.node, rates=len(self.tables.rates),
+                 routes=len(self.tables.routes), c=len(self.tables.campaigns))
+        self.wake()
+
+    def stopService(self):
+        Service.stopService(self)
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        if self._wake_call is not None and self._wake_call.active():
+            self._wake_call.cancel()
+        # Live sessions end with the SIP workers; what they leave open, recovery settles.
+
+    def ivr_limits(self) -> IvrLimits:
+        ivr = self._root.config.ivr
+        return IvrLimits(first_digit=ivr.first_digit_timeout,
+                         inter_digit=ivr.inter_digit_timeout,
+                         session_limit=ivr.max_ivr_time,
+                         max_auth_fail=self._root.settings.maxivrauthfail)
+
+    # -- reload: load everything first, apply only if all of it is good -------------------
+    @defer.inlineCallbacks
+    def prepareReload(self, config, settings):
+        """Load the tables for ``config``; fails with ``ConfigError`` and changes nothing."""
+        self._pending_tables = yield Tables.load(self._root.store.catalog, config)
+
+    def reconfigService(self, config, settings):
+        if self._pending_tables is not None:
+            self.tables, self._pending_tables = self._pending_tables, None
+
+    # -- submit ---------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def submit(self, request: CallbackRequest, authenticated: bool | None = None):
+        """Authenticate and store ``request``; fires with its id once it is stored."""
+        if request.source not in SOURCES:
+            raise BadRequest(f"unknown source {request.source!r}")
+        anum = clean_number(request.anum, "A-number")
+        bnum = clean_number(request.bnum, "B-number") if request.bnum else ""
+        user, authed = yield self._payer(request, anum)
+        if authenticated is not None:
+            authed = authenticated and user is not None
+        settings = self._root.settings
+        delay = float(settings.callbackdelay if request.delay is None else request.delay)
+        cbid = yield self._root.store.callbacks.insert(
+            userid=user.id if user else None, anum=anum, bnum=bnum, source=request.source,
+            accessnumber=request.accessnumber, ivrid=request.campaign, authenticated=authed,
+            callerid=request.callerid, delay=max(0.0, delay))
+        log.info("callback {id} stored: {anum} -> {bnum} from {source} user={user}", id=cbid,
+                 anum=anum, bnum=bnum or "(IVR asks)", source=request.source,
+                 user=user.username if user else "-")
+        if delay <= 0:
+            self.wake()
+        return cbid
+
+    @defer.inlineCallbacks
+    def _payer(self, request: CallbackRequest, anum: str):
+        """(user, authenticated) for a request; ``AuthenticationFailed`` stores nothing."""
+        users = self._root.store.users
+        if request.userid is not None:
+            user = yield users.by_id(request.userid)
+            if user is None:
+                raise NotFound(f"no user with id {request.userid}")
+        elif request.username:
+            user = yield users.by_username(request.username)
+            if request.password is not None:
+                good = (user is not None and user.password != "" and hmac.compare_digest(
+                    user.password.encode(), request.password.encode()))
+                if not good:
+                    raise AuthenticationFailed("wrong username or password")
+            elif not request.trusted:
+                raise AuthenticationFailed("a password is required")
+            elif user is None:
+                raise NotFound(f"no user {request.username!r}")
+        elif request.pincode:
+            user = yield users.by_pincode(request.pincode)
+            if user is None:
+                raise AuthenticationFailed("wrong PIN")
+        elif request.trusted:
+            user = None
+            if self._root.settings.anumberhandling in (2, 3):
+                user = yield users.by_anumber(anum)
+            return user, user is not None
+        else:
+            raise AuthenticationFailed("credentials are required")
+        if user.usertype != "enduser":
+            raise AuthenticationFailed(f"user {user.username!r} is not an end user")
+        return user, True
+
+    # -- the queue ------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Look for due rows now (coalesced with a pass already running)."""
+        if not self.running:
+            return
+        if self._draining:
+            self._again = True
+            return
+        self._draining = True
+        self._drain().addErrback(
+            lambda f: log.warn("callback queue pass failed: {e}", e=f.getErrorMessage())
+        ).addBoth(self._drained)
+
+    def _drained(self, _):
+        self._draining = False
+        if self._again:
+            self._again = False
+            self.wake()
+
+    def _schedule(self, delay: float) -> None:
+        delay = max(0.02, delay)
+        if self._wake_call is not None and self._wake_call.active():
+            if self._wake_call.getTime() <= self._clock.seconds() + delay:
+                return
+            self._wake_call.cancel()
+        self._wake_call = self._clock.callLater(delay, self.wake)
+
+    @defer.inlineCallbacks
+    def _drain(self):
+        callbacks = self._root.store.callbacks
+        if self.core.telephony is None:
+            return  # a node without SIP stores requests; nodes with SIP dial them
+        while self.running:
+            room = self.core.telephony.available(2)
+            if room <= 0:
+                due = yield callbacks.next_due()
+                if due is not None and due <= 0:
+                    self._schedule(0.5)  # waiting for a free slot
+                return
+            rows = yield callbacks.claim(self.core.node, min(room, _CLAIM_BATCH))
+            for row in rows:
+                yield self._start(row)
+            if len(rows) < min(room, _CLAIM_BATCH):
+                break
+        due = yield callbacks.next_due()
+        if due is not None:
+            self._schedule(min(due, self._root.config.callback.poll_interval))
+
+    @defer.inlineCallbacks
+    def _start(self, row):
+        user = (yield self._root.store.users.by_id(row.userid)) if row.userid else None
+        call = CallbackCall(self.core, row, user, self.ivr_limits())
+        self.track(call)
+        log.info("callback {id}: calling {anum}", id=row.id, anum=row.anum)
+        call.start().addErrback(self._start_failed, call)
+
+    def _start_failed(self, failure, call):
+        log.failure("callback {key} failed to start", failure, key=call.key)
+        if not call.finished.called:
+            call.settle("failed", f"internal error: {failure.getErrorMessage()}")
+
+    def track(self, session) -> None:
+        """Keep ``session`` until it finishes; a finished one makes room for the queue."""
+        self.sessions[session.key] = session
+
+        def done(result):
+            self.sessions.pop(session.key, None)
+            self.wake()
+            return result
+
+        session.finished.addBoth(done)
+
+    # -- heartbeat and recovery of other nodes --------------------------------------------
+    def _heartbeat(self):
+        store = self._root.store
+        ids = [s.callbackid for s in self.sessions.values() if s.callbackid is not None]
+        cdrs = [c for s in self.sessions.values() for c in s.open_cdrs()]
+        keys = list(self.sessions)
+        if not keys:
+            return None
+        d = defer.gatherResults([store.callbacks.heartbeat(ids),
+                                 store.ledger.heartbeat(cdrs, keys)], consumeErrors=True)
+        d.addErrback(lambda f: log.warn("heartbeat not stored: {e}", e=f.getErrorMessage()))
+        return d
+
+    def _recover_others(self):
+        cb = self._root.config.callback
+        d = recover(self._root.store, None, cb.stale_after, cb.max_attempts)
+        d.addErrback(lambda f: log.warn("recovery pass failed: {e}", e=f.getErrorMessage()))
+        return d
+
+    # -- console --------------------------------------------------------------------------
+    def session_for(self, ident: str):
+        """The live session with this key, or of callback id ``ident``."""
+        if ident in self.sessions:
+            return self.sessions[ident]
+        for session in self.sessions.values():
+            if str(session.callbackid) == ident:
+                return session
+        return None
+
+    def status_lines(self) -> list[str]:
+        t = self.tables
+        return [f"dispatcher node={self.core.node} sessions={len(self.sessions)} "
+                f"rates={len(t.rates) if t else 0} routes={len(t.routes) if t else 0} "
+                f"campaigns={len(t.campaigns) if t else 0}"]
+
+    def call_lines(self) -> list[str]:
+        return [s.describe() for s in self.sessions.values()]

@@ -1,0 +1,1 @@
+"""The IVR engine: scripts, prompts and one session per call."""

@@ -1,0 +1,148 @@
+"""``tb_callbacks``: the callback queue, claimed by dispatchers on any number of nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+
+IN_FLIGHT = ("calling_a", "ivr", "calling_b", "bridged")
+FINAL = ("completed", "failed")
+
+_COLUMNS = ("id, userid, anum, bnum, source, status, reason, accessnumber, ivrid, attempts,"
+            " authenticated, callerid, extract(epoch FROM created)::float8,"
+            " extract(epoch FROM updated)::float8")
+
+
+@dataclass(frozen=True)
+class CallbackRow:
+    """One callback request as stored; times are POSIX seconds."""
+
+    id: int
+    userid: int | None
+    anum: str
+    bnum: str
+    source: str
+    status: str
+    reason: str
+    accessnumber: str
+    ivrid: int
+    attempts: int
+    authenticated: bool
+    callerid: str
+    created: float
+    updated: float
+
+
+def _claim(cursor, node: str, limit: int):
+    """One transaction: lock due pending rows no other claimer holds, mark them ours."""
+
+    @defer.inlineCallbacks
+    def run():
+        yield cursor.execute(
+            "SELECT id FROM tb_callbacks WHERE status = 'pending' AND due <= now()"
+            " ORDER BY due, id LIMIT %s FOR UPDATE SKIP LOCKED", (limit,))
+        order = [r[0] for r in cursor.fetchall()]
+        if not order:
+            return []
+        yield cursor.execute(
+            "UPDATE tb_callbacks SET status = 'calling_a', node = %s, attempts = attempts + 1,"
+            " updated = now(), heartbeat = now()"
+            f" WHERE id = ANY(%s) RETURNING {_COLUMNS}", (node, order))
+        rows = {r[0]: CallbackRow(*r) for r in cursor.fetchall()}
+        return [rows[i] for i in order]
+
+    return run()
+
+
+class Callbacks:
+    """Queues callback requests and moves them through their statuses."""
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    @defer.inlineCallbacks
+    def insert(self, *, userid: int | None, anum: str, bnum: str = "", source: str,
+               accessnumber: str = "", ivrid: int = 0, authenticated: bool = False,
+               callerid: str = "", delay: float = 0.0):
+        """Queue a pending request due ``delay`` seconds from now; fires with its id."""
+        rows = yield self._pool.runQuery(
+            "INSERT INTO tb_callbacks (userid, anum, bnum, source, status, accessnumber, ivrid,"
+            " authenticated, callerid, due)"
+            " VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, now() + %s * interval '1 second')"
+            " RETURNING id",
+            (userid, anum, bnum, source, accessnumber, ivrid, authenticated, callerid,
+             float(delay)))
+        return rows[0][0]
+
+    def claim(self, node: str, limit: int) -> defer.Deferred:
+        """Take up to ``limit`` due pending rows for ``node`` (oldest due first).
+
+        Fires with them, already in status ``calling_a`` with ``attempts`` counted. Rows
+        another claimer is taking at the same moment are skipped, never shared.
+        """
+        return self._pool.runInteraction(_claim, node, limit)
+
+    @defer.inlineCallbacks
+    def next_due(self):
+        """Seconds until the earliest pending row is due (<= 0 if overdue), None if none."""
+        rows = yield self._pool.runQuery(
+            "SELECT extract(epoch FROM min(due) - now())::float8 FROM tb_callbacks"
+            " WHERE status = 'pending'")
+        return rows[0][0]
+
+    @defer.inlineCallbacks
+    def set_status(self, id: int, status: str, reason: str = "", node: str | None = None):
+        """Move a row that is not completed or failed; fires with whether one changed."""
+        rows = yield self._pool.runQuery(
+            "UPDATE tb_callbacks SET status = %s, reason = %s, node = coalesce(%s, node),"
+            " updated = now() WHERE id = %s AND status NOT IN %s RETURNING id",
+            (status, reason, node, id, FINAL))
+        return bool(rows)
+
+    @defer.inlineCallbacks
+    def requeue(self, id: int, delay: float, reason: str):
+        """Put an unfinished row back to pending, due in ``delay`` seconds (no capacity).
+
+        Fires with whether a row changed.
+        """
+        rows = yield self._pool.runQuery(
+            "UPDATE tb_callbacks SET status = 'pending', reason = %s, node = '',"
+            " due = now() + %s * interval '1 second', updated = now(), heartbeat = NULL"
+            " WHERE id = %s AND status NOT IN %s RETURNING id",
+            (reason, float(delay), id, FINAL))
+        return bool(rows)
+
+    @defer.inlineCallbacks
+    def get(self, id: int):
+        """The row with this id, or None."""
+        rows = yield self._pool.runQuery(
+            f"SELECT {_COLUMNS} FROM tb_callbacks WHERE id = %s", (id,))
+        return CallbackRow(*rows[0]) if rows else None
+
+    @defer.inlineCallbacks
+    def recent(self, pending_only: bool, limit: int = 50):
+        """The newest ``limit`` rows (only pending ones if asked), newest first."""
+        where = "WHERE status = 'pending'" if pending_only else ""
+        rows = yield self._pool.runQuery(
+            f"SELECT {_COLUMNS} FROM tb_callbacks {where}"
+            " ORDER BY created DESC, id DESC LIMIT %s", (limit,))
+        return [CallbackRow(*r) for r in rows]
+
+    def heartbeat(self, ids: list[int]) -> defer.Deferred:
+        """Mark the in-flight rows among ``ids`` as still being worked on."""
+        if not ids:
+            return defer.succeed(None)
+        return self._pool.runOperation(
+            "UPDATE tb_callbacks SET heartbeat = now(), updated = now()"
+            " WHERE id = ANY(%s) AND status IN %s", (list(ids), IN_FLIGHT))
+
+    @defer.inlineCallbacks
+    def stale(self, node: str, older_than: float):
+        """In-flight rows of ``node`` (just restarted), or of any node silent for
+        ``older_than`` seconds (heartbeat, else updated): the calls a crash left behind."""
+        rows = yield self._pool.runQuery(
+            f"SELECT {_COLUMNS} FROM tb_callbacks WHERE status IN %s AND (node = %s"
+            " OR coalesce(heartbeat, updated) < now() - %s * interval '1 second')"
+            " ORDER BY id", (IN_FLIGHT, node, float(older_than)))
+        return [CallbackRow(*r) for r in rows]

@@ -1,0 +1,257 @@
+"""The callback and calling-card flows over the fake telephony and a real PostgreSQL.
+
+The dispatcher, the IVR and billing run for real; legs are fake (the test plays the far
+ends) and call time runs on a ``Clock``, so a call of 95 s takes no real time.
+"""
+
+from decimal import Decimal
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+
+from mizu.config import CallbackConfig, Config, DatabaseConfig, IvrConfig, SipConfig
+from mizu.dispatch.dispatcher import Dispatcher
+from mizu.dispatch.inbound import Inbound
+from mizu.dispatch.request import CallbackRequest
+from mizu.errors import AuthenticationFailed, BadRequest
+from mizu.service import MizuService
+from mizu.sip.fake import FakeLeg, FakeTelephony
+from mizu.store.service import StoreService
+from mizu.telephony import Caller
+from tests.store.support import sleep
+
+GATEWAY = "sip:{number}@127.0.0.1:5999"
+
+
+class Harness:
+    """A root with the real store and dispatcher, fake legs and a clock for call time."""
+
+    def __init__(self, root, dispatcher, fake, clock, sql):
+        self.root, self.dispatcher, self.fake, self.clock, self.sql = (
+            root, dispatcher, fake, clock, sql)
+
+    async def leg(self, n):
+        """The n-th originated leg (from 1), once dialled (call time runs meanwhile)."""
+        await self.until(lambda: len(self.fake.originated) >= n)
+        return self.fake.originated[n - 1]
+
+    async def advance(self, seconds, step=0.1):
+        """Let call time pass in small steps, giving the database its turn between them."""
+        for _ in range(int(round(seconds / step))):
+            self.clock.advance(step)
+            await sleep(0.002)
+
+    async def until(self, predicate, limit=120.0, step=0.1):
+        """Run call time until ``predicate()``; at most ``limit`` seconds of it."""
+        passed = 0.0
+        while not predicate():
+            assert passed < limit, "timed out"
+            await self.advance(step, step)
+            passed += step
+
+    def status(self, cbid):
+        return self.sql("SELECT status, reason FROM tb_callbacks WHERE id = %s", (cbid,))[0]
+
+    def credit(self, name="alice"):
+        return self.sql("SELECT credit FROM tb_user WHERE username = %s", (name,))[0][0]
+
+    def cdrs(self, cbid=None):
+        where, args = ("WHERE callbackid = %s", (cbid,)) if cbid else ("", ())
+        return self.sql("SELECT leg, callee, result, billedduration, cost, userid FROM tb_cdrs "
+                        f"{where} ORDER BY id", args)
+
+
+@pytest_twisted.async_yield_fixture
+async def harness(database, sql, tmp_path):
+    config = Config(
+        database=DatabaseConfig(dsn=database),
+        sip=SipConfig(default_gateway=GATEWAY),
+        ivr=IvrConfig(sounds=str(tmp_path / "sounds"), scripts=str(tmp_path / "ivr")),
+        callback=CallbackConfig(ring_timeout=30))
+    (tmp_path / "ivr").mkdir()
+    clock = Clock()
+    clock.advance(1_000_000)
+    fake = FakeTelephony(capacity=8, clock=clock)
+    root = MizuService(config, lambda: config, reactor)
+    StoreService(config.database, reactor).setServiceParent(root)
+    dispatcher = Dispatcher(root, fake, clock)
+    dispatcher.setServiceParent(root)
+    root.startService()
+    await root.whenReady()
+    sql("INSERT INTO tb_config (name, value) VALUES ('callbackdelay', '0')")
+    await root.reload()
+    sql("INSERT INTO tb_user (username, password, pincode, credit, callerid) "
+        "VALUES ('alice', 'wonder', '1234', 10, '')")
+    sql("INSERT INTO tb_user (username, iscallback) VALUES ('4930555', 6)")
+    sql("INSERT INTO tb_user (username, ivrid) VALUES ('4930777', 0)")
+    sql("INSERT INTO tb_rates (prefix, price, initblock, increment, connectfee) VALUES "
+        "('49', 0.06, 60, 60, 0), ('44', 0.12, 30, 6, 0.05)")
+    await root.reload()
+    yield Harness(root, dispatcher, fake, clock, sql)
+    await root.stopService()
+
+
+def alice(h):
+    return h.sql("SELECT id FROM tb_user WHERE username = 'alice'")[0][0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_callback_with_known_b_bridges_bills_both_legs_and_completes(harness):
+    """A answers, hears the minutes, B answers, 95 s of talk: two CDRs, credit less their cost."""
+    h = harness
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
+                                                     username="alice", trusted=True))
+    a = await h.leg(1)
+    assert a.uri == "sip:4917011@127.0.0.1:5999"
+    a.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "ivr")
+    await h.advance(5)  # "you have N minutes", "connecting"
+    b = await h.leg(2)
+    assert b.uri == "sip:4420111@127.0.0.1:5999" and b.caller == "4917011"
+    b.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "bridged")
+    answered_b = h.clock.seconds()
+    await h.advance(95, step=1)
+    b.far_hangs_up()
+    await h.advance(3)
+    await h.until(lambda: h.status(cbid)[0] == "completed")
+    assert a.state == "ended"
+    rows = h.cdrs(cbid)
+    assert [r[0] for r in rows] == ["A", "B"], h.sql("SELECT * FROM tb_cdrs")
+    a_cdr, b_cdr = rows
+    assert b_cdr[3] == 96 and b_cdr[4] == Decimal("0.05") + Decimal("0.12") * 96 / 60
+    assert a_cdr[4] > 0 and a_cdr[3] % 60 == 0
+    assert h.credit() == Decimal(10) - a_cdr[4] - b_cdr[4]
+    assert answered_b > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_callback_asks_destination_when_b_unknown(harness):
+    """With no B the IVR collects it: digits then # dial B."""
+    h = harness
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", username="alice",
+                                                     trusted=True))
+    a = await h.leg(1)
+    a.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "ivr")
+    await h.advance(5)
+    a.far_presses("4420111#")
+    await h.advance(5)
+    b = await h.leg(2)
+    assert b.uri.startswith("sip:4420111@")
+    b.far_is_busy()
+    await h.advance(5)
+    await h.until(lambda: h.status(cbid)[0] == "failed")
+    assert h.status(cbid)[1] == "B busy"
+    rows = h.cdrs(cbid)
+    assert [(r[0], r[2], r[4]) for r in rows][1] == ("B", "busy", Decimal(0))
+    assert h.credit() == Decimal(10) - rows[0][4]
+
+
+@pytest_twisted.ensureDeferred
+async def test_unauthenticated_callback_asks_pin_and_three_wrong_pins_end_it(harness):
+    """A console callback for an unknown A-number: the IVR asks the PIN; 3 wrong ends it."""
+    h = harness
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917099", bnum="4420111",
+                                                     trusted=True))
+    a = await h.leg(1)
+    a.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "ivr")
+    for _ in range(3):
+        await h.advance(4)
+        a.far_presses("9999#")
+        await h.advance(1)
+    await h.advance(5)
+    await h.until(lambda: h.status(cbid)[0] == "failed")
+    assert h.status(cbid)[1] == "PIN not accepted"
+    assert len(h.fake.originated) == 1
+    assert h.credit() == Decimal(10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_not_answering_fails_with_a_cdr_and_no_charge(harness):
+    """A rings until the ring timeout: failed, 'A did not answer', an A CDR costing 0."""
+    h = harness
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
+                                                     username="alice", trusted=True))
+    await h.leg(1)
+    await h.advance(31, step=1)
+    await h.until(lambda: h.status(cbid)[0] == "failed")
+    assert h.status(cbid)[1] == "A did not answer"
+    assert [(r[0], r[2], r[4]) for r in h.cdrs(cbid)] == [("A", "no_answer", Decimal(0))]
+    assert h.credit() == Decimal(10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_is_cut_when_credit_runs_out(harness):
+    """Credit 1.00 at 0.12/min for B (+A at 0.06/min): cut, credit never below 0."""
+    h = harness
+    h.sql("UPDATE tb_user SET credit = 1 WHERE username = 'alice'")
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
+                                                     username="alice", trusted=True))
+    a = await h.leg(1)
+    a.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "ivr")
+    await h.advance(5)
+    b = await h.leg(2)
+    b.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "bridged")
+    await h.advance(600, step=1)
+    await h.until(lambda: h.status(cbid)[0] == "completed")
+    assert b.state == "ended" and a.state == "ended"
+    rows = h.cdrs(cbid)
+    assert rows[1][2] == "cut"
+    left = h.credit()
+    assert Decimal(0) <= left < Decimal("0.2")
+    assert left == Decimal(1) - rows[0][4] - rows[1][4]
+
+
+@pytest_twisted.ensureDeferred
+async def test_submit_rejects_bad_numbers_and_credentials_and_stores_nothing(harness):
+    """A malformed number or a wrong password is refused before anything is stored."""
+    h = harness
+    for request, error in [
+        (CallbackRequest(anum="12ab", username="alice", password="wonder"), BadRequest),
+        (CallbackRequest(anum="4917011", username="alice", password="guess"),
+         AuthenticationFailed),
+        (CallbackRequest(anum="4917011", username="alice", password=""),
+         AuthenticationFailed),
+        (CallbackRequest(anum="4917011", source="http"), AuthenticationFailed),
+    ]:
+        try:
+            await h.dispatcher.submit(request)
+        except error:
+            pass
+        else:
+            raise AssertionError(f"{request} was accepted")
+    assert h.sql("SELECT count(*) FROM tb_callbacks")[0][0] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_row_inserted_by_sql_is_dialled(harness):
+    """The 'db check' trigger: a pending row inserted by SQL is dialled."""
+    h = harness
+    h.sql("INSERT INTO tb_callbacks (userid, anum, bnum, source, status) "
+          "VALUES (%s, '4917011', '4420111', 'db', 'pending')", (alice(h),))
+    a = await h.leg(1)
+    assert a.uri.startswith("sip:4917011@")
+
+
+@pytest_twisted.ensureDeferred
+async def test_ani_trigger_is_refused_then_called_back(harness):
+    """An access number with iscallback 6: the trigger gets 480 (never 200), A is called."""
+    h = harness
+    h.sql("INSERT INTO tb_anumbers (anumber, userid) VALUES ('4917011', %s)", (alice(h),))
+    inbound = Inbound(h.dispatcher)
+    access = await h.root.store.users.access_number("4930555")
+    user = await h.root.store.users.by_username("alice")
+    leg = FakeLeg(h.fake, "t1", "in")
+    h.fake.legs[leg.id] = leg
+    inbound.inboundCall(leg, None, access, Caller("4917011", "ip", user=user))
+    await h.until(lambda: leg.state == "ended")
+    assert leg.final_code == 480
+    a = await h.leg(1)
+    assert a.uri.startswith("sip:4917011@") and a.caller == "4930555"
+    rows = h.sql("SELECT leg, result FROM tb_cdrs WHERE leg = 'in'")
+    assert rows == [("in", "callback")]
