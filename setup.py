@@ -22,6 +22,6 @@ setup(
         "bcrypt>=4",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6", "wheel"],
     },
 )
