@@ -338,3 +338,27 @@ async def test_unauthenticated_connections_are_limited(guarded):
     (await session(guarded)).close()
     assert (await run(admin, "status"))[1] == "OK"
     admin.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_callback_commands_store_list_and_refuse(server, sql):
+    """callback stores a request and prints its id; callbacks lists it; bad input is refused."""
+    sql("INSERT INTO tb_user (username, password, credit) VALUES ('alice', 'wonder', 5)")
+    t = await session(server)
+    lines, final = await run(t, "callback 4917011 +4420111 user=alice")
+    assert final == "OK" and len(lines) == 1
+    cbid = int(re.fullmatch(r"callback (\d+) pending", lines[0]).group(1))
+    row = sql("SELECT anum, bnum, source, status, userid IS NOT NULL FROM tb_callbacks "
+              "WHERE id = %s", (cbid,))
+    assert row == [("4917011", "+4420111", "console", "pending", True)]
+    lines, final = await run(t, "callbacks all")
+    assert final == "OK" and lines[0].startswith(f"{cbid} pending 4917011 -> +4420111")
+    assert lines[-1] == "1 callback(s)"
+    assert await run(t, "callback 49170x1") == (
+        [], "ERROR: A-number '49170x1' is not a phone number (digits, optionally after + or 00,"
+            " at most 20)")
+    assert await run(t, "callback 4917011 user=nobody") == ([], "ERROR: no user 'nobody'")
+    assert await run(t, "callbacks everything") == ([], "ERROR: usage: callbacks [pending|all]")
+    assert await run(t, "hangup 12345") == ([], "ERROR: no live call '12345'")
+    assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 1
+    t.close()
