@@ -1,86 +1,109 @@
-"""200 concurrent calls on one account whose credit covers fewer: does credit go negative?
+"""200 concurrent callbacks on one account whose credit covers fewer: is there an overdraft?
 
-Starts its own embedded PostgreSQL in a temporary folder, migrates, creates one user, and
-fires 200 "calls" at once through a pool of 8 connections. Each call reserves credit
-(at least 0.25, at most 0.50), lasts a random while, and settles a cost that is a random
-fraction of what it reserved, as a tariff would.
+Runs the real dispatcher, call sessions, IVR and billing against an embedded PostgreSQL
+in a temporary folder; only the legs are fake (mizu.sip.fake, on the real clock): every A
+and B answers at once, and B hangs up after a random 1-4 s unless the credit cut comes
+first. All 200 requests are submitted at once for one user. Prints one line:
+  overdraft: 200 calls on credit X: N connected, M refused for credit, final credit Y (>= 0: yes)
 
 Usage: python bench/overdraft.py
-(prints one line: overdraft: 200 calls on credit X: N allowed, final credit Y (>= 0: yes))
 """
 
+import os
 import random
+import shutil
 import sys
 import tempfile
 from decimal import Decimal
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from twisted.internet import defer, reactor, task
 
-from twisted.internet import defer, task, threads  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from mizu.errors import InsufficientCredit  # noqa: E402
-from mizu.store.embedded import EmbeddedPostgres  # noqa: E402
-from mizu.store.ledger import Cdr, Ledger, money  # noqa: E402
-from mizu.store.migrations import migrate  # noqa: E402
-from mizu.store.pool import Pool  # noqa: E402
+from mizu.config import CallbackConfig, Config, DatabaseConfig, IvrConfig, SipConfig  # noqa: E402
+from mizu.dispatch.dispatcher import Dispatcher  # noqa: E402
+from mizu.dispatch.request import CallbackRequest  # noqa: E402
+from mizu.service import MizuService  # noqa: E402
+from mizu.sip.fake import FakeTelephony  # noqa: E402
+from mizu.store.service import StoreService  # noqa: E402
 
 CALLS = 200
-CREDIT = Decimal("30.0000")
-MINIMUM, WANTED = Decimal("0.25"), Decimal("0.50")
+CREDIT = Decimal("20.0000")
 
 
-@defer.inlineCallbacks
-def call(reactor, ledger: Ledger, userid: int, n: int, rng: random.Random):
-    """One call: reserve, talk for a while, settle; fires with (allowed, charged)."""
-    session = f"bench-{n}"
+class Far:
+    """Answers every leg; hangs B up after a while."""
+
+    def __init__(self, fake, rng):
+        self.fake, self.rng = fake, rng
+        self.seen = set()
+
+    def tick(self):
+        for leg in list(self.fake.legs.values()):
+            if leg.id in self.seen:
+                continue
+            self.seen.add(leg.id)
+            leg.far_rings()
+            reactor.callLater(0.01, leg.far_answers)
+            if leg.uri.startswith("sip:44"):
+                reactor.callLater(0.01 + self.rng.uniform(1, 4), leg.far_hangs_up)
+
+
+async def main():
+    folder = tempfile.mkdtemp(prefix="mizu-overdraft-")
+    config = Config(database=DatabaseConfig(datadir=os.path.join(folder, "var")),
+                    sip=SipConfig(default_gateway="sip:{number}@127.0.0.1:5999"),
+                    ivr=IvrConfig(scripts=os.path.join(folder, "ivr")),
+                    callback=CallbackConfig(ring_timeout=30))
+    os.mkdir(os.path.join(folder, "ivr"))
+    fake = FakeTelephony(capacity=2 * CALLS + 10, clock=reactor)
+    root = MizuService(config, lambda: config, reactor)
+    StoreService(config.database, reactor, pool_size=8).setServiceParent(root)
+    dispatcher = Dispatcher(root, fake, reactor)
+    dispatcher.setServiceParent(root)
+    root.startService()
+    far = Far(fake, random.Random(7))
+    loop = task.LoopingCall(far.tick)
     try:
-        reservation = yield ledger.reserve(userid, session, MINIMUM, WANTED, node="bench")
-    except InsufficientCredit:
-        return False, Decimal(0)
-    duration = rng.randint(1, 120)
-    # A tenth of a millisecond per call second, so settles interleave with reserves.
-    yield task.deferLater(reactor, duration / 10000, lambda: None)
-    cost = money(reservation.amount * Decimal(duration) / 120)
-    leg = Cdr("B", "4917000000", f"4930{n:06d}", userid=userid, duration=duration,
-              billedduration=duration, cost=cost, result="answered", session=session,
-              node="bench")
-    charged = yield ledger.settle(userid, session, [leg])
-    return True, charged
-
-
-@defer.inlineCallbacks
-def main(reactor):
-    """Run the bench on a throw-away embedded PostgreSQL and print the one-line result."""
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedPostgres(tmp)
-        dsn = yield threads.deferToThread(server.start)
-        pool = None
-        try:
-            pool = yield Pool(dsn, reactor, size=8).start()
-            yield migrate(pool)
-            rows = yield pool.runQuery(
-                "INSERT INTO tb_user (username, credit) VALUES ('bench', %s) RETURNING id",
-                (CREDIT,))
-            userid = rows[0][0]
-            ledger = Ledger(pool)
-            rng = random.Random(20240607)
-            results = yield defer.gatherResults(
-                [call(reactor, ledger, userid, n, rng) for n in range(CALLS)],
-                consumeErrors=True)
-            allowed = sum(1 for ok, _ in results if ok)
-            charged = sum((c for _, c in results), Decimal(0))
-            final = yield ledger.balance(userid)
-            if final != CREDIT - charged:
-                raise SystemExit(f"credit {final} != {CREDIT} - {charged} charged")
-            ok = "yes" if final >= 0 else "NO"
-            print(f"overdraft: {CALLS} calls on credit {CREDIT}: {allowed} allowed,"
-                  f" final credit {final} (>= 0: {ok})")
-        finally:
-            if pool is not None:
-                pool.close()
-            yield threads.deferToThread(server.stop)
+        await root.whenReady()
+        store = root.store
+        await root.set_setting("callbackdelay", "0")
+        await store.runOperation("INSERT INTO tb_user (username, credit) VALUES ('bob', %s)",
+                                 (CREDIT,))
+        # B costs 0.60/min by the second after a 1 s block, plus 0.05 to connect; A is free.
+        await store.runOperation("INSERT INTO tb_rates (prefix, price, initblock, increment,"
+                                 " connectfee) VALUES ('44', 0.60, 1, 1, 0.05)")
+        await root.reload()
+        loop.start(0.02)
+        ids = await defer.gatherResults([
+            defer.ensureDeferred(dispatcher.submit(CallbackRequest(
+                anum=f"4917{n:06d}", bnum="4420111", username="bob", trusted=True)))
+            for n in range(CALLS)])
+        while True:
+            rows = await store.runQuery(
+                "SELECT count(*) FILTER (WHERE status IN ('completed', 'failed')) FROM "
+                "tb_callbacks WHERE id = ANY(%s)", (ids,))
+            if rows[0][0] == CALLS:
+                break
+            await task.deferLater(reactor, 0.2, lambda: None)
+        connected = (await store.runQuery(
+            "SELECT count(*) FROM tb_cdrs WHERE leg = 'B' AND answertime IS NOT NULL"))[0][0]
+        refused = (await store.runQuery(
+            "SELECT count(*) FROM tb_callbacks WHERE reason = 'insufficient credit'"))[0][0]
+        credit = (await store.runQuery("SELECT credit FROM tb_user WHERE username = 'bob'"))[0][0]
+        charged = (await store.runQuery("SELECT coalesce(sum(cost), 0) FROM tb_cdrs"))[0][0]
+        left = (await store.runQuery("SELECT count(*) FROM tb_reservations"))[0][0]
+        exact = "yes" if credit == CREDIT - charged else f"no: {CREDIT} - {charged} != {credit}"
+        print(f"overdraft: {CALLS} calls on credit {CREDIT}: {connected} connected, "
+              f"{refused} refused for credit, final credit {credit} "
+              f"(>= 0: {'yes' if credit >= 0 else 'NO'}; equals credit - CDR costs: {exact}; "
+              f"reservations left: {left})", flush=True)
+    finally:
+        if loop.running:
+            loop.stop()
+        await root.stopService()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    task.react(main)
+    task.react(lambda _reactor: defer.ensureDeferred(main()))

@@ -96,10 +96,15 @@ class IvrConfig:
 
 @dataclass(frozen=True)
 class CallbackConfig:
-    """The callback queue and call legs: ring timeouts, limits, polling and heartbeats."""
+    """The callback queue and call legs: ring timeouts, limits, polling and heartbeats.
+
+    ``quota``: how many seconds of a bridged call are reserved at a time; more is reserved
+    before they run out, and the call is cut when no more credit can be reserved.
+    """
 
     ring_timeout: int = 45
     max_call_time: int = 14400
+    quota: int = 300
     poll_interval: int = 5
     heartbeat: int = 5
     stale_after: int = 30
@@ -248,6 +253,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
     "callback": {
         "ring_timeout": ("ring_timeout", _parse_int(5, 300)),
         "max_call_time": ("max_call_time", _parse_int(60, 86400)),
+        "quota": ("quota", _parse_int(30, 86400)),
         "poll_interval": ("poll_interval", _parse_int(1, 3600)),
         "heartbeat": ("heartbeat", _parse_int(1, 300)),
         "stale_after": ("stale_after", _parse_int(5, 86400)),

@@ -91,6 +91,7 @@ class CallSession:
         self._cut = None
         self._was_cut = False
         self._cut_at: float | None = None
+        self._a_at_b = 0.0
         self._connecting: defer.Deferred | None = None
         self._dialling: defer.Deferred | None = None
         self.finished = defer.Deferred()
@@ -194,10 +195,14 @@ class CallSession:
                                    self.a.tariff if self.a else None, self._a_elapsed(), tariff)
         return min(seconds, self.core.config().callback.max_call_time)
 
-    def _total_at(self, tariff, talk: int) -> Decimal:
+    def _total_at(self, tariff, talk: int, a_elapsed: float | None = None) -> Decimal:
+        """The whole call's charges if B talks ``talk`` s from now (or from B's answer,
+        when ``a_elapsed`` is A's time at that answer)."""
+        if a_elapsed is None:
+            a_elapsed = self._a_elapsed()
         a_charge, b_charge = charges(self.core.settings().ivrbilling,
                                      self.a.tariff if self.a else None,
-                                     self._a_elapsed() + talk, True, tariff, talk, True)
+                                     a_elapsed + talk, True, tariff, talk, True)
         return a_charge.cost + b_charge.cost
 
     # -- connecting B ---------------------------------------------------------------------
@@ -213,7 +218,8 @@ class CallSession:
             return
         tables, config = self.core.tables(), self.core.config()
         needed = self._total_at(tariff, 0) - self.reserved
-        wanted = self._total_at(tariff, config.callback.max_call_time) - self.reserved
+        first = min(config.callback.quota, config.callback.max_call_time)
+        wanted = self._total_at(tariff, first) - self.reserved
         if wanted > 0:
             try:
                 got = yield self.core.store.ledger.reserve(
@@ -273,10 +279,54 @@ class CallSession:
         self._schedule_cut()
 
     def _schedule_cut(self) -> None:
-        seconds = self._talk_seconds(self.reserved, self.b.tariff)
-        log.info("{key} bridged to {number}; cut after {s} s", key=self.key,
-                 number=self.b.callee, s=seconds)
-        self._cut = self.core.clock.callLater(seconds, self._cut_now)
+        self._a_at_b = self._a_elapsed()
+        self._plan_cut()
+
+    def _covered(self) -> int:
+        """Seconds of talk from B's answer that the credit reserved so far pays for."""
+        seconds = max_talk_seconds(self.core.settings().ivrbilling, self.reserved,
+                                   self.a.tariff if self.a else None, self._a_at_b,
+                                   self.b.tariff)
+        return min(seconds, self.core.config().callback.max_call_time)
+
+    def _plan_cut(self, final: bool = False) -> None:
+        """Reserve more shortly before the reservation runs out; cut when none is left."""
+        covered = self._covered()
+        end = self.b.answered + covered
+        now = self._now()
+        if final or covered >= self.core.config().callback.max_call_time:
+            log.info("{key}: cut after {s} s of talk", key=self.key, s=covered)
+            self._cut = self.core.clock.callLater(max(0.0, end - now), self._cut_now)
+            return
+        margin = min(10.0, covered / 2)
+        self._cut = self.core.clock.callLater(max(0.0, end - margin - now), self._extend,
+                                              covered)
+
+    @defer.inlineCallbacks
+    def _extend(self, covered: int):
+        if self.b is None or self.b.ended is not None:
+            return
+        config = self.core.config().callback
+        more = min(covered + config.quota, config.max_call_time)
+        minimum = self._total_at(self.b.tariff, covered + 1, self._a_at_b) - self.reserved
+        wanted = self._total_at(self.b.tariff, more, self._a_at_b) - self.reserved
+        final = False
+        try:
+            got = yield self.core.store.ledger.reserve(
+                self.user.id, self.key, max(minimum, Decimal("0.0001")),
+                max(wanted, minimum), node=self.core.node)
+            self.reserved += got.amount
+            if self.finished.called:  # settled while we waited: give it back
+                yield self.core.store.ledger.settle(self.user.id, self.key, [], None)
+                return
+        except InsufficientCredit:
+            final = True
+        except MizuError as e:
+            log.warn("{key}: could not reserve more credit ({e}); the call ends when what "
+                     "is reserved runs out", key=self.key, e=e)
+            final = True
+        if self.b.ended is None:
+            self._plan_cut(final)
 
     def _cut_now(self) -> None:
         log.info("{key}: credit used up, cutting the call", key=self.key)

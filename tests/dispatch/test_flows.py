@@ -255,3 +255,28 @@ async def test_ani_trigger_is_refused_then_called_back(harness):
     assert a.uri.startswith("sip:4917011@") and a.caller == "4930555"
     rows = h.sql("SELECT leg, result FROM tb_cdrs WHERE leg = 'in'")
     assert rows == [("in", "callback")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_long_call_reserves_more_as_it_goes_and_is_not_cut(harness):
+    """700 s of talk with enough credit: the 300 s quota is extended, twice, never cut."""
+    h = harness
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
+                                                     username="alice", trusted=True))
+    a = await h.leg(1)
+    a.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "ivr")
+    b = await h.leg(2)
+    b.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "bridged")
+    held = h.sql("SELECT sum(amount) FROM tb_reservations")[0][0]
+    assert held < Decimal(2)  # a quota, not the whole credit
+    await h.advance(700, step=1)
+    assert b.state == "answered"
+    assert h.sql("SELECT sum(amount) FROM tb_reservations")[0][0] > held
+    b.far_hangs_up()
+    await h.until(lambda: h.status(cbid)[0] == "completed")
+    rows = h.cdrs(cbid)
+    assert rows[1][2] == "normal" and 700 <= rows[1][3] <= 702
+    assert h.credit() == Decimal(10) - rows[0][4] - rows[1][4]
+    assert h.sql("SELECT count(*) FROM tb_reservations")[0][0] == 0
