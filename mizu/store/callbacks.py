@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from mizu.errors import StoreError
+
 IN_FLIGHT = ("calling_a", "ivr", "calling_b", "bridged")
 FINAL = ("completed", "failed")
+TRIGGERS = ("ani", "sms")  # requests from the caller's own phone: one live per A-number
+_LIVE = "status IN ('pending', 'calling_a', 'ivr', 'calling_b', 'bridged')"
 
 _COLUMNS = ("id, userid, anum, bnum, source, status, reason, accessnumber, ivrid, attempts,"
             " authenticated, callerid, extract(epoch FROM created)::float8,"
@@ -65,15 +69,31 @@ class Callbacks:
     def insert(self, *, userid: int | None, anum: str, bnum: str = "", source: str,
                accessnumber: str = "", ivrid: int = 0, authenticated: bool = False,
                callerid: str = "", delay: float = 0.0):
-        """Queue a pending request due ``delay`` seconds from now; fires with its id."""
-        rows = yield self._pool.runQuery(
-            "INSERT INTO tb_callbacks (userid, anum, bnum, source, status, accessnumber, ivrid,"
-            " authenticated, callerid, due)"
-            " VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, now() + %s * interval '1 second')"
-            " RETURNING id",
-            (userid, anum, bnum, source, accessnumber, ivrid, authenticated, callerid,
-             float(delay)))
-        return rows[0][0]
+        """Queue a pending request due ``delay`` seconds from now; fires with its id.
+
+        For the phone triggers (``ani``, ``sms``) an A-number has at most one live
+        request: while one is pending or in progress, its id is returned instead.
+        """
+        values = (userid, anum, bnum, source, accessnumber, ivrid, authenticated, callerid,
+                  float(delay))
+        sql = ("INSERT INTO tb_callbacks (userid, anum, bnum, source, status, accessnumber,"
+               " ivrid, authenticated, callerid, due) VALUES (%s, %s, %s, %s, 'pending', %s,"
+               " %s, %s, %s, now() + %s * interval '1 second')")
+        if source not in TRIGGERS:
+            rows = yield self._pool.runQuery(sql + " RETURNING id", values)
+            return rows[0][0]
+        for _ in range(3):  # the live row may end between the two statements
+            rows = yield self._pool.runQuery(
+                sql + f" ON CONFLICT (anum) WHERE source IN ('ani', 'sms') AND {_LIVE}"
+                " DO NOTHING RETURNING id", values)
+            if rows:
+                return rows[0][0]
+            rows = yield self._pool.runQuery(
+                f"SELECT id FROM tb_callbacks WHERE anum = %s AND source IN ('ani', 'sms')"
+                f" AND {_LIVE}", (anum,))
+            if rows:
+                return rows[0][0]
+        raise StoreError(f"could not queue a callback for {anum}")
 
     def claim(self, node: str, limit: int) -> defer.Deferred:
         """Take up to ``limit`` due pending rows for ``node`` (oldest due first).

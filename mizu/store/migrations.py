@@ -174,7 +174,20 @@ _V2 = [
 ]
 
 # (version, statements); append new versions, never edit an applied one.
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2)]
+# One live callback per A-number from the phone triggers (a caller who dials the access
+# number ten times gets one callback). Older duplicates are closed first.
+_LIVE = "status IN ('pending', 'calling_a', 'ivr', 'calling_b', 'bridged')"
+_V3 = [
+    f"""
+    UPDATE tb_callbacks c SET status = 'failed', reason = 'duplicate', updated = now()
+     WHERE source IN ('ani', 'sms') AND {_LIVE} AND EXISTS (
+           SELECT 1 FROM tb_callbacks o WHERE o.anum = c.anum AND o.id < c.id
+              AND o.source IN ('ani', 'sms') AND o.{_LIVE})""",
+    f"CREATE UNIQUE INDEX tb_callbacks_one_live_trigger ON tb_callbacks (anum)"
+    f" WHERE source IN ('ani', 'sms') AND {_LIVE}",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3)]
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -6,7 +6,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 
 from mizu.store.callbacks import CallbackRow, Callbacks
-from mizu.store.migrations import MIGRATIONS, migrate
+from mizu.store.migrations import LATEST, MIGRATIONS, migrate
 from mizu.store.pool import Pool
 
 
@@ -209,7 +209,7 @@ async def test_upgrading_a_v1_database_keeps_its_rows_usable(database, sql):
         assert await migrate(pool, MIGRATIONS[:1]) == 1
         sql("INSERT INTO tb_callbacks (anum, bnum, source) VALUES ('1', '2', 'web')")
         sql("INSERT INTO tb_cdrs (leg, caller, callee, cost) VALUES ('A', '1', '2', 0.5)")
-        assert await migrate(pool) == 2
+        assert await migrate(pool) == LATEST
         [row] = await Callbacks(pool).claim("n", 5)
         assert (row.anum, row.attempts, row.authenticated, row.ivrid, row.callerid) == (
             "1", 1, False, 0, "")
@@ -217,3 +217,17 @@ async def test_upgrading_a_v1_database_keeps_its_rows_usable(database, sql):
             (True, "", "", 1)]
     finally:
         pool.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_phone_trigger_has_one_live_request_per_a_number(callbacks, sql):
+    """Dialling the access number again while a callback is live gives the same id."""
+    first = yield callbacks.insert(userid=None, anum="4917011", source="ani")
+    again = yield callbacks.insert(userid=None, anum="4917011", source="sms")
+    other = yield callbacks.insert(userid=None, anum="4917022", source="ani")
+    console = yield callbacks.insert(userid=None, anum="4917011", source="console")
+    assert again == first and len({first, other, console}) == 3
+    yield callbacks.set_status(first, "failed", "A busy")
+    later = yield callbacks.insert(userid=None, anum="4917011", source="ani")
+    assert later not in (first, other, console)
+    assert sql("SELECT count(*) FROM tb_callbacks WHERE anum = '4917011'")[0][0] == 3
