@@ -83,7 +83,23 @@ class Dispatcher(Service):
         self._loops = []
         if self._wake_call is not None and self._wake_call.active():
             self._wake_call.cancel()
-        # Live sessions end with the SIP workers; what they leave open, recovery settles.
+        # The SIP bridge stopped first (reverse start order) and ended every leg: wait
+        # for the sessions to write their CDRs while the store is still up. What a
+        # session still leaves open after that, recovery settles at the next start.
+        live = [s.finished for s in self.sessions.values() if not s.finished.called]
+        if not live:
+            return None
+        log.info("waiting for {n} call(s) to settle", n=len(live))
+        waiting = defer.Deferred()
+
+        def done(_=None):
+            if not waiting.called:
+                waiting.callback(None)
+
+        defer.DeferredList(live, consumeErrors=True).addBoth(done)
+        timeout = self._clock.callLater(10, done)
+        waiting.addBoth(lambda _: timeout.cancel() if timeout.active() else None)
+        return waiting
 
     def ivr_limits(self) -> IvrLimits:
         ivr = self._root.config.ivr

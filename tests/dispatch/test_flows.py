@@ -89,6 +89,8 @@ async def harness(database, sql, tmp_path):
         "('49', 0.06, 60, 60, 0), ('44', 0.12, 30, 6, 0.05)")
     await root.reload()
     yield Harness(root, dispatcher, fake, clock, sql)
+    for leg in list(fake.legs.values()):  # as the SIP bridge does when it stops
+        leg.far_hangs_up(503, "shutdown")
     await root.stopService()
 
 
@@ -280,3 +282,22 @@ async def test_long_call_reserves_more_as_it_goes_and_is_not_cut(harness):
     assert rows[1][2] == "normal" and 700 <= rows[1][3] <= 702
     assert h.credit() == Decimal(10) - rows[0][4] - rows[1][4]
     assert h.sql("SELECT count(*) FROM tb_reservations")[0][0] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_waits_for_live_calls_to_settle(harness):
+    """At shutdown the legs end first; the dispatcher waits until their CDRs are written."""
+    h = harness
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
+                                                     username="alice", trusted=True))
+    a = await h.leg(1)
+    a.far_answers()
+    b = await h.leg(2)
+    b.far_answers()
+    await h.until(lambda: h.status(cbid)[0] == "bridged")
+    await h.advance(30, step=1)
+    for leg in (b, a):
+        leg.far_hangs_up(200, "shutdown")
+    await h.dispatcher.stopService()
+    assert h.status(cbid)[0] == "completed"
+    assert [r[0] for r in h.cdrs(cbid)] == ["A", "B"]
