@@ -133,6 +133,8 @@ class Config:
             ("sip", "host"), ("sip", "port"), ("sip", "workers"),
             ("sip", "public_address"), ("sip", "max_calls"), ("sip", "log_level"),
             ("http", "listen"), ("console", "listen"),
+            ("callback", "poll_interval"), ("callback", "heartbeat"),
+            ("callback", "stale_after"),
         ]
         changed = []
         for section, key in fixed:

@@ -155,7 +155,7 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
         return lines + [f"{len(lines)} live leg(s)"]
 
     def do_reload(self):
-        """reload -- re-read the config file and tb_config; live calls continue"""
+        """reload -- re-read config, tb_config, rates, routes, campaigns, scripts; calls go on"""
         return self.server.reload()
 
     @defer.inlineCallbacks
@@ -190,7 +190,7 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
 
     @defer.inlineCallbacks
     def do_callback(self, anum, *rest):
-        """callback <anum> [<bnum>] [user=<username>] -- call anum back now; prints the id"""
+        """callback <anum> [<bnum>] [user=<username>] -- queue a callback to anum; prints the id"""
         bnum, username = "", ""
         for word in rest:
             if word.lower().startswith("user="):

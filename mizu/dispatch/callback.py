@@ -38,7 +38,10 @@ class CallbackCall(CallSession):
             core, f"cb{row.id}", user=user, authenticated=row.authenticated,
             destination=row.bnum, anumber=row.anum, accessnumber=row.accessnumber,
             callbackid=row.id, add_anumber=core.settings().anumberhandling in (1, 3),
-            callerid=row.callerid)
+            callerid=(row.callerid or core.settings().callbackcallernumber
+                      or row.accessnumber),
+            # A row naming its user without vouching for them: the PIN must be theirs.
+            pin="if-needed" if row.authenticated or row.userid is None else "always")
         self.row = row
         self._limits = ivr_limits
         self._on_requeue = on_requeue
@@ -113,7 +116,20 @@ class CallbackCall(CallSession):
         if self.a.answered is None:
             reason = {"busy": "A busy", "no_answer": "A did not answer"}.get(
                 cause.cause, f"A-leg {cause.cause} ({cause.code} {cause.reason})".strip())
-            self.settle("failed", reason)
+            config = self.core.config().callback
+            if cause.cause in ("busy", "no_answer") and self.row.attempts < config.max_attempts:
+                self._retry(reason, config)
+            else:
+                self.settle("failed", reason)
+
+    @defer.inlineCallbacks
+    def _retry(self, reason, config):
+        """A was busy or did not answer: try again after ``retry_delay``."""
+        yield self.settle("pending", reason, close=False)
+        why = f"{reason}; attempt {self.row.attempts + 1} of {config.max_attempts} " \
+              f"in {config.retry_delay} s"
+        yield self.core.store.callbacks.requeue(self.row.id, config.retry_delay, why)
+        log.info("callback {id}: {why}", id=self.row.id, why=why)
 
     def _a_ended(self, cause):
         if self.a.ended is None:

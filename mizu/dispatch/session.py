@@ -91,6 +91,7 @@ class CallSession:
         self._cut = None
         self._was_cut = False
         self._cut_at: float | None = None
+        self._cut_talk: int | None = None  # the talk time the final reservation covers
         self._a_at_b = 0.0
         self._connecting: defer.Deferred | None = None
         self._dialling: defer.Deferred | None = None
@@ -296,6 +297,7 @@ class CallSession:
         now = self._now()
         if final or covered >= self.core.config().callback.max_call_time:
             log.info("{key}: cut after {s} s of talk", key=self.key, s=covered)
+            self._cut_talk = covered
             self._cut = self.core.clock.callLater(max(0.0, end - now), self._cut_now)
             return
         margin = min(10.0, covered / 2)
@@ -331,8 +333,9 @@ class CallSession:
     def _cut_now(self) -> None:
         log.info("{key}: credit used up, cutting the call", key=self.key)
         self._was_cut = True
-        # Bill exactly the time the reservation covers, whatever the hangups take.
-        self._cut_at = self._cut.getTime()
+        # Bill exactly the time the reservation covers, whatever the hangups take (the
+        # timer fires a little after the planned end: callLater reads the clock again).
+        self._cut_at = self.b.answered + self._cut_talk
         self.hangup()
 
     def hangup_b(self) -> None:
@@ -401,8 +404,9 @@ class CallSession:
         return d
 
     @defer.inlineCallbacks
-    def settle(self, status: str, reason: str):
-        """Write every leg's CDR, charge the user and close the callback row, at once."""
+    def settle(self, status: str, reason: str, close: bool = True):
+        """Write every leg's CDR, charge the user and close the callback row, at once
+        (``close=False`` leaves the row alone: it is to be dialled again)."""
         # An open CDR still being stored must be closed, not written a second time.
         opening, self._opening = self._opening, []
         if opening:
@@ -414,12 +418,17 @@ class CallSession:
             if record is not None and self._cut_at is not None and record.answered is not None:
                 record.ended = min(record.ended, self._cut_at)
         a, b = self.a, self.b
+        a_time, b_time = (a.duration(now) if a else 0), (b.duration(now) if b else 0)
+        if self._was_cut:
+            # The times the reservation was checked against: float timestamps differ from
+            # them by a few 1e-7 s, enough to bill one increment more than was reserved.
+            a_time, b_time = self._a_at_b + self._cut_talk, self._cut_talk
         a_charge, b_charge = charges(
-            self.core.settings().ivrbilling, a.tariff if a else None,
-            a.duration(now) if a else 0, bool(a and a.answered),
-            b.tariff if b else None, b.duration(now) if b else 0, bool(b and b.answered))
+            self.core.settings().ivrbilling, a.tariff if a else None, a_time,
+            bool(a and a.answered), b.tariff if b else None, b_time, bool(b and b.answered))
         cdrs = [self._cdr(r, c) for r, c in ((a, a_charge), (b, b_charge)) if r is not None]
-        callback = (self.callbackid, status, reason) if self.callbackid is not None else None
+        callback = ((self.callbackid, status, reason)
+                    if self.callbackid is not None and close else None)
         self.status = status
         try:
             charged = yield self.core.store.ledger.settle(

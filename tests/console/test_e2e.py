@@ -124,7 +124,8 @@ async def test_help_lists_commands(server):
         "banned", "callback", "callbacks", "calls", "config", "delbanned", "hangup", "help",
         "quit", "reload", "status"]
     assert await run(t, "help reload") == (
-        ["reload -- re-read the config file and tb_config; live calls continue"], "OK")
+        ["reload -- re-read config, tb_config, rates, routes, campaigns, scripts; calls go on"],
+        "OK")
     t.close()
 
 

@@ -172,16 +172,20 @@ async def test_unauthenticated_callback_asks_pin_and_three_wrong_pins_end_it(har
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_not_answering_fails_with_a_cdr_and_no_charge(harness):
-    """A rings until the ring timeout: failed, 'A did not answer', an A CDR costing 0."""
+async def test_a_not_answering_is_retried_then_fails_with_cdrs_and_no_charge(harness):
+    """A rings out: dialled again after retry_delay; on the last attempt the row fails
+    'A did not answer'. Each attempt leaves an A CDR costing 0."""
     h = harness
     cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
                                                      username="alice", trusted=True))
     await h.leg(1)
-    await h.advance(31, step=1)
+    await h.until(lambda: h.status(cbid)[0] == "pending")
+    assert h.status(cbid)[1] == "A did not answer; attempt 2 of 3 in 30 s"
+    h.sql("UPDATE tb_callbacks SET due = now(), attempts = 3 WHERE id = %s", (cbid,))
+    await h.leg(2)
     await h.until(lambda: h.status(cbid)[0] == "failed")
     assert h.status(cbid)[1] == "A did not answer"
-    assert [(r[0], r[2], r[4]) for r in h.cdrs(cbid)] == [("A", "no_answer", Decimal(0))]
+    assert [(r[0], r[2], r[4]) for r in h.cdrs(cbid)] == [("A", "no_answer", Decimal(0))] * 2
     assert h.credit() == Decimal(10)
 
 
