@@ -305,3 +305,59 @@ async def test_stopping_waits_for_live_calls_to_settle(harness):
     await h.dispatcher.stopService()
     assert h.status(cbid)[0] == "completed"
     assert [r[0] for r in h.cdrs(cbid)] == ["A", "B"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hanging_up_while_b_rings_cancels_b(harness):
+    """A leaves while B rings: B is cancelled, both CDRs written, nothing charged for B."""
+    h = harness
+    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
+                                                     username="alice", trusted=True))
+    a = await h.leg(1)
+    a.far_answers()
+    b = await h.leg(2)
+    b.far_rings()
+    a.far_hangs_up()
+    await h.until(lambda: h.status(cbid)[0] == "failed")
+    assert b.state == "ended"
+    rows = h.cdrs(cbid)
+    assert [(r[0], r[4]) for r in rows][1] == ("B", Decimal(0))
+    assert h.credit() == Decimal(10) - rows[0][4]
+    assert h.sql("SELECT count(*) FROM tb_reservations")[0][0] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_calling_card_answers_asks_pin_and_bills_the_forwarded_leg(harness):
+    """An access number with ivrid: answered, PIN, destination, B bridged; only B is billed."""
+    h = harness
+    [(campaign,)] = h.sql("INSERT INTO tb_ccampaigns (name, ivrscript) "
+                          "VALUES ('card', 'callingcard') RETURNING id")
+    h.sql("UPDATE tb_user SET ivrid = %s WHERE username = '4930777'", (campaign,))
+    await h.root.reload()
+    access = await h.root.store.users.access_number("4930777")
+    leg = FakeLeg(h.fake, "t2", "in")
+    h.fake.legs[leg.id] = leg
+    Inbound(h.dispatcher).inboundCall(leg, None, access, Caller("4917055", "anonymous"))
+    h.root.settings = h.root.settings.with_value("freeivraccess", "2")
+    await h.until(lambda: leg.state == "answered" or leg.state == "ended")
+    assert leg.state == "ended" and leg.final_code == 403  # freeivraccess was 0: dropped
+    leg = FakeLeg(h.fake, "t3", "in")
+    h.fake.legs[leg.id] = leg
+    Inbound(h.dispatcher).inboundCall(leg, None, access, Caller("4917055", "anonymous"))
+    await h.until(lambda: leg.state == "answered")
+    await h.advance(2)
+    leg.far_presses("1234#")
+    await h.advance(2)
+    leg.far_presses("4420111#")
+    b = await h.leg(1)
+    assert b.uri.startswith("sip:4420111@")
+    b.far_answers()
+    await h.advance(20, step=1)
+    leg.far_hangs_up()
+    await h.until(lambda: b.state == "ended")
+    await h.until(lambda: len(h.sql("SELECT 1 FROM tb_cdrs WHERE leg = 'B' AND settled")) == 1)
+    rows = h.sql("SELECT leg, result, cost, userid FROM tb_cdrs ORDER BY id")
+    legs = {r[0]: r for r in rows}
+    assert legs["in"][1] == "normal" and legs["in"][3] == legs["B"][3] == alice(h)
+    assert legs["in"][2] == 0 and legs["B"][2] == Decimal("0.05") + Decimal("0.12") * 30 / 60
+    assert h.credit() == Decimal(10) - legs["B"][2]
