@@ -7,7 +7,7 @@ CDR with what became of it. A calling-card call is answered into its campaign's 
 
 from __future__ import annotations
 
-import itertools
+import uuid
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -23,7 +23,12 @@ from mizu.store.ledger import Cdr
 from mizu.telephony import IInboundCallHandler
 
 log = Logger()
-_serial = itertools.count(1)
+
+
+def session_key() -> str:
+    """A key for a call with no callback row, unique across nodes and restarts (reservations
+    and CDRs are grouped by it)."""
+    return f"in{uuid.uuid4().hex[:16]}"
 
 
 def refuse(leg, code: int, reason: str) -> None:
@@ -99,7 +104,7 @@ class Inbound:
         cdr = Cdr(leg="in", caller=caller.anumber, callee=access.username,
                   callbackid=callbackid, userid=decision.userid, accessnumber=access.username,
                   starttime=now, endtime=now, result=result, node=self.core.node)
-        d = self.core.store.ledger.settle(None, f"in{next(_serial)}", [cdr], None)
+        d = self.core.store.ledger.settle(None, session_key(), [cdr], None)
         d.addErrback(lambda f: log.warn("trigger CDR not stored: {e}", e=f.getErrorMessage()))
         return d
 
@@ -108,7 +113,7 @@ class Inbound:
         user = decision.userid and (yield self.core.store.users.by_id(decision.userid))
         if decision.pin == "always" and ani_user is not None:
             user = ani_user  # A-number and PIN: the PIN must be this user's
-        card = CardCall(self.core, f"in{next(_serial)}", leg, access, caller, decision,
+        card = CardCall(self.core, session_key(), leg, access, caller, decision,
                         user or None, self._dispatcher.ivr_limits())
         self._dispatcher.track(card)
         yield card.start()
