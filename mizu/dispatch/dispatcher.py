@@ -216,8 +216,9 @@ class Dispatcher(Service):
                     self._schedule(0.5)  # waiting for a free slot
                 return
             rows = yield callbacks.claim(self.core.node, min(room, _CLAIM_BATCH))
-            for row in rows:
-                yield self._start(row)
+            for row in rows:  # each starts on its own: a slow one holds up no other
+                self._start(row).addErrback(
+                    lambda f, row=row: log.failure("callback {id} not started", f, id=row.id))
             if len(rows) < min(room, _CLAIM_BATCH):
                 break
         due = yield callbacks.next_due()
