@@ -11,7 +11,8 @@ setup(
     license="MIT",
     python_requires=">=3.11,<3.13",
     packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/mizu_plugin.py"], "mizu": ["sounds/*/*.wav", "ivr/scripts/*.ivr"]},
+    package_data={"twisted": ["plugins/mizu_plugin.py"],
+                  "mizu": ["sounds/*/*.wav", "ivr/scripts/*.ivr"]},
     install_requires=[
         "Twisted[tls]>=24.7",
         "txpostgres>=1.7",

@@ -336,7 +336,8 @@ class CallSession:
         # Bill exactly the time the reservation covers, whatever the hangups take (the
         # timer fires a little after the planned end: callLater reads the clock again).
         self._cut_at = self.b.answered + self._cut_talk
-        self.hangup()
+        # B goes now; A hears the script's goodbye, which is not billed (see settle).
+        self.hangup_b()
 
     def hangup_b(self) -> None:
         if self.b_leg is not None and self.b_leg.state != "ended":

@@ -117,11 +117,17 @@ class SipLeg(LegBase):
         if self.state == "ended":
             return defer.succeed(None)
         self.undecided = None
-        return self._call(cmd.Hangup, code=code or 0)
+        # The worker may have ended the call already (a BYE crossing ours, or a second
+        # hangup before the first one was reported): a leg gone is a leg hung up.
+        return self._call(cmd.Hangup, code=code or 0).addErrback(_already_gone)
 
     def stats(self):
         """RTP packets received and sent on this leg, as the worker counts them."""
         return self._call(cmd.Stats)
+
+
+def _already_gone(failure):
+    failure.trap(LegGone)
 
 
 class NoHandler:

@@ -2,9 +2,13 @@
 
 import os
 
+from twisted.logger import Logger
 from twisted.protocols import amp
 
+from mizu.errors import LegGone, NoCapacity, TelephonyError
 from mizu.sip import amp as cmd
+
+log = Logger()
 
 
 class ControllerLink(amp.AMP):
@@ -13,6 +17,15 @@ class ControllerLink(amp.AMP):
     def __init__(self, sink):
         super().__init__()
         self.sink = sink
+
+    def unhandledError(self, failure):
+        """A command's error nobody handled: AMP would drop the link, and the worker with
+        every call on it. A worker that answered with a declared error (a leg that ended
+        meanwhile, say) is healthy, so that is only logged."""
+        if failure.check(LegGone, NoCapacity, TelephonyError):
+            log.warn("sip worker command failed unheeded: {e}", e=failure.getErrorMessage())
+            return None
+        return super().unhandledError(failure)
 
     @cmd.Incoming.responder
     def incoming(self, **invite):

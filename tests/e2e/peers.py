@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import socket
@@ -84,6 +85,7 @@ class RtpPeer(protocol.DatagramProtocol):
 
     def __init__(self):
         self.packets: list[bytes] = []
+        self.received_at: list[float] = []  # reactor time of each packet in ``packets``
         self.remote = None
         self._seq = 0
         self._sender = None
@@ -98,17 +100,23 @@ class RtpPeer(protocol.DatagramProtocol):
     def datagramReceived(self, data, addr):
         self.remote = addr
         self.packets.append(data)
+        self.received_at.append(reactor.seconds())
 
-    def loud_packets(self) -> int:
-        """Packets of PCMU (payload type 0) with a clearly audible signal in them."""
-        loud = 0
-        for packet in self.packets:
+    def loud_packets(self, since: float | None = None) -> int:
+        """Packets of PCMU (payload type 0) with a clearly audible signal in them (only
+        those received after reactor time ``since``, when given)."""
+        return sum(1 for at in self.loud_times() if since is None or at >= since)
+
+    def loud_times(self) -> list[float]:
+        """When each loud PCMU packet arrived (reactor time)."""
+        times = []
+        for packet, at in zip(self.packets, self.received_at, strict=True):
             if len(packet) < 12 or packet[1] & 0x7F != 0:
                 continue
             samples = packet[12:]
             if sum(1 for b in samples if ulaw_magnitude(b) > 2000) > len(samples) // 4:
-                loud += 1
-        return loud
+                times.append(at)
+        return times
 
     def telephone_events(self, payload_type: int = 120) -> list[int]:
         """The RFC 2833 event codes received, once per event (0-9 are the digits)."""
@@ -135,6 +143,25 @@ class RtpPeer(protocol.DatagramProtocol):
         self._sender = task.LoopingCall(send)
         self._sender.start(0.02)
 
+    async def send_digits(self, digits: str, payload_type: int = 120) -> None:
+        """Send ``digits`` (0-9, *, #) to the far end as RFC 2833 telephone-events: per
+        digit 5 updates and 3 end packets 20 ms apart, then 60 ms of pause."""
+        assert self.remote is not None, "no RTP from the far end yet: address unknown"
+        codes = {**{str(n): n for n in range(10)}, "*": 10, "#": 11}
+        timestamp = 8000
+        for digit in digits:
+            for n in range(1, 9):
+                self._seq += 1
+                marker = 0x80 if n == 1 else 0
+                header = struct.pack("!BBHII", 0x80, marker | payload_type, self._seq & 0xFFFF,
+                                     timestamp, 0x64746D66)
+                end = 0x80 if n > 5 else 0
+                payload = struct.pack("!BBH", codes[digit], end | 10, 160 * min(n, 5))
+                self.transport.write(header + payload, self.remote)
+                await task.deferLater(reactor, 0.02, lambda: None)
+            timestamp += 160 * 8
+            await task.deferLater(reactor, 0.06, lambda: None)
+
     def stop_tone(self):
         if self._sender is not None and self._sender.running:
             self._sender.stop()
@@ -151,3 +178,48 @@ async def wait_until(check, timeout: float = 10.0, what: str = "condition"):
         if reactor.seconds() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await task.deferLater(reactor, 0.05, lambda: None)
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something (a SIPp peer) has bound UDP ``port`` on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+async def listening(port: int, timeout: float = 5.0):
+    """Wait until a SIPp peer started on ``port`` is ready to receive."""
+    await wait_until(lambda: port_in_use(port), timeout, f"a SIP peer on port {port}")
+
+
+def sip_messages(path, times: bool = False) -> list[tuple]:
+    """What a SIPp run with ``-trace_msg -message_file <path>`` sent and received, in order:
+    (``sent`` or ``received``, the message text with LF line ends), and with ``times`` the
+    POSIX time SIPp logged it at as a third item."""
+    messages = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        chunks = f.read().split("----------------------------------------------- ")
+    for chunk in chunks:
+        head, _, body = chunk.partition("\n\n")
+        if " message sent" in head or " message received" in head:
+            kind = "sent" if " message sent" in head else "received"
+            entry = (kind, body.replace("\r\n", "\n").strip("\n"))
+            if times:  # SIPp writes its local time
+                stamp = datetime.datetime.fromisoformat(head.split("\n", 1)[0].strip())
+                entry += (stamp.timestamp(),)
+            messages.append(entry)
+    return messages
+
+
+def sip_header(message: str, name: str) -> str:
+    """The value of the first header ``name`` (case-insensitive) in a SIP message."""
+    for line in message.split("\n")[1:]:
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
