@@ -14,7 +14,7 @@ from mizu.config import CallbackConfig, Config, DatabaseConfig, IvrConfig, SipCo
 from mizu.dispatch.dispatcher import Dispatcher
 from mizu.dispatch.inbound import Inbound
 from mizu.dispatch.request import CallbackRequest
-from mizu.errors import AuthenticationFailed, BadRequest
+from mizu.errors import AuthenticationFailed, BadRequest, ConfigError
 from mizu.service import MizuService
 from mizu.sip.fake import FakeLeg, FakeTelephony
 from mizu.store.service import StoreService
@@ -361,3 +361,22 @@ async def test_calling_card_answers_asks_pin_and_bills_the_forwarded_leg(harness
     assert legs["in"][1] == "normal" and legs["in"][3] == legs["B"][3] == alice(h)
     assert legs["in"][2] == 0 and legs["B"][2] == Decimal("0.05") + Decimal("0.12") * 30 / 60
     assert h.credit() == Decimal(10) - legs["B"][2]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_refuses_a_broken_script_and_keeps_the_tables_in_force(harness, tmp_path):
+    """A script with a bad line: reload fails naming file:line; the old tables stay."""
+    h = harness
+    before = h.dispatcher.tables
+    broken = tmp_path / "ivr" / "mine.ivr"
+    broken.write_text("play welcome\npin tries=lots\n")
+    try:
+        await h.root.reload()
+    except ConfigError as e:
+        assert any(m.startswith(f"{broken}:2: ") for m in e.errors), e.errors
+    else:
+        raise AssertionError("reload accepted a broken script")
+    assert h.dispatcher.tables is before
+    broken.write_text("play welcome\npin tries=2\nconnect\n")
+    await h.root.reload()
+    assert "mine" in h.dispatcher.tables.scripts and h.dispatcher.tables is not before
