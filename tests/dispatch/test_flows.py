@@ -50,6 +50,21 @@ class Harness:
             await self.advance(step, step)
             passed += step
 
+    def alices_callback(self, bnum="4420111"):
+        """A console callback for alice from 4917011 (to ``bnum``, if given)."""
+        return self.dispatcher.submit(CallbackRequest(anum="4917011", bnum=bnum,
+                                                      username="alice", trusted=True))
+
+    async def bridged(self):
+        """alice's callback with A and B answered: (callback id, A leg, B leg)."""
+        cbid = await self.alices_callback()
+        a = await self.leg(1)
+        a.far_answers()
+        b = await self.leg(2)
+        b.far_answers()
+        await self.until(lambda: self.status(cbid)[0] == "bridged")
+        return cbid, a, b
+
     def status(self, cbid):
         return self.sql("SELECT status, reason FROM tb_callbacks WHERE id = %s", (cbid,))[0]
 
@@ -102,8 +117,7 @@ def alice(h):
 async def test_callback_with_known_b_bridges_bills_both_legs_and_completes(harness):
     """A answers, hears the minutes, B answers, 95 s of talk: two CDRs, credit less their cost."""
     h = harness
-    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
-                                                     username="alice", trusted=True))
+    cbid = await h.alices_callback()
     a = await h.leg(1)
     assert a.uri == "sip:4917011@127.0.0.1:5999"
     a.far_answers()
@@ -132,8 +146,7 @@ async def test_callback_with_known_b_bridges_bills_both_legs_and_completes(harne
 async def test_callback_asks_destination_when_b_unknown(harness):
     """With no B the IVR collects it: digits then # dial B."""
     h = harness
-    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", username="alice",
-                                                     trusted=True))
+    cbid = await h.alices_callback(bnum="")
     a = await h.leg(1)
     a.far_answers()
     await h.until(lambda: h.status(cbid)[0] == "ivr")
@@ -176,8 +189,7 @@ async def test_a_not_answering_is_retried_then_fails_with_cdrs_and_no_charge(har
     """A rings out: dialled again after retry_delay; on the last attempt the row fails
     'A did not answer'. Each attempt leaves an A CDR costing 0."""
     h = harness
-    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
-                                                     username="alice", trusted=True))
+    cbid = await h.alices_callback()
     await h.leg(1)
     await h.until(lambda: h.status(cbid)[0] == "pending")
     assert h.status(cbid)[1] == "A did not answer; attempt 2 of 3 in 30 s"
@@ -194,8 +206,7 @@ async def test_call_is_cut_when_credit_runs_out(harness):
     """Credit 1.00 at 0.12/min for B (+A at 0.06/min): cut, credit never below 0."""
     h = harness
     h.sql("UPDATE tb_user SET credit = 1 WHERE username = 'alice'")
-    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
-                                                     username="alice", trusted=True))
+    cbid = await h.alices_callback()
     a = await h.leg(1)
     a.far_answers()
     await h.until(lambda: h.status(cbid)[0] == "ivr")
@@ -267,14 +278,7 @@ async def test_ani_trigger_is_refused_then_called_back(harness):
 async def test_long_call_reserves_more_as_it_goes_and_is_not_cut(harness):
     """700 s of talk with enough credit: the 300 s quota is extended, twice, never cut."""
     h = harness
-    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
-                                                     username="alice", trusted=True))
-    a = await h.leg(1)
-    a.far_answers()
-    await h.until(lambda: h.status(cbid)[0] == "ivr")
-    b = await h.leg(2)
-    b.far_answers()
-    await h.until(lambda: h.status(cbid)[0] == "bridged")
+    cbid, a, b = await h.bridged()
     held = h.sql("SELECT sum(amount) FROM tb_reservations")[0][0]
     assert held < Decimal(2)  # a quota, not the whole credit
     await h.advance(700, step=1)
@@ -292,13 +296,7 @@ async def test_long_call_reserves_more_as_it_goes_and_is_not_cut(harness):
 async def test_stopping_waits_for_live_calls_to_settle(harness):
     """At shutdown the legs end first; the dispatcher waits until their CDRs are written."""
     h = harness
-    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
-                                                     username="alice", trusted=True))
-    a = await h.leg(1)
-    a.far_answers()
-    b = await h.leg(2)
-    b.far_answers()
-    await h.until(lambda: h.status(cbid)[0] == "bridged")
+    cbid, a, b = await h.bridged()
     await h.advance(30, step=1)
     for leg in (b, a):
         leg.far_hangs_up(200, "shutdown")
@@ -311,8 +309,7 @@ async def test_stopping_waits_for_live_calls_to_settle(harness):
 async def test_a_hanging_up_while_b_rings_cancels_b(harness):
     """A leaves while B rings: B is cancelled, both CDRs written, nothing charged for B."""
     h = harness
-    cbid = await h.dispatcher.submit(CallbackRequest(anum="4917011", bnum="4420111",
-                                                     username="alice", trusted=True))
+    cbid = await h.alices_callback()
     a = await h.leg(1)
     a.far_answers()
     b = await h.leg(2)
