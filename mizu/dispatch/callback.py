@@ -6,8 +6,6 @@ ends the row ``failed`` with a reason, and every leg that was dialled gets a CDR
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -33,7 +31,7 @@ _REASONS = {
 class CallbackCall(CallSession):
     """Calls A back for one claimed ``tb_callbacks`` row."""
 
-    def __init__(self, core, row, user, ivr_limits, on_requeue=None):
+    def __init__(self, core, row, user, ivr_limits):
         super().__init__(
             core, f"cb{row.id}", user=user, authenticated=row.authenticated,
             destination=row.bnum, anumber=row.anum, accessnumber=row.accessnumber,
@@ -44,7 +42,6 @@ class CallbackCall(CallSession):
             pin="if-needed" if row.authenticated or row.userid is None else "always")
         self.row = row
         self._limits = ivr_limits
-        self._on_requeue = on_requeue
         self._ivr = None
 
     @defer.inlineCallbacks
@@ -147,6 +144,3 @@ class CallbackCall(CallSession):
             yield self.settle("completed", "cut: credit used up" if outcome == "cut" else "")
         else:
             yield self.settle("failed", _REASONS.get(outcome, outcome))
-
-    def minimum_credit(self) -> Decimal:
-        return self.a.tariff.cost(0) if self.a and self.a.tariff else Decimal(0)
