@@ -9,7 +9,6 @@ transaction at the end. A callback (``mizu.dispatch.callback``) and a calling ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from twisted.internet import defer
@@ -17,56 +16,19 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mizu.billing.rating import charges, max_talk_seconds
+from mizu.dispatch.cut import CreditCut
+from mizu.dispatch.records import Core, LegRecord, b_outcome
 from mizu.errors import InsufficientCredit, LegGone, MizuError, NoCapacity, NoRoute
 from mizu.ivr.session import IIvrHost
 from mizu.store.ledger import Cdr
 
+__all__ = ["CallSession", "Core", "LegRecord", "b_outcome"]
+
 log = Logger()
 
 
-@dataclass
-class Core:
-    """What every call session needs, handed down by the dispatcher."""
-
-    telephony: object
-    store: object
-    clock: object
-    node: str
-    settings: object  # callable: the Settings in force
-    tables: object  # callable: the Tables in force
-    config: object  # callable: the Config in force
-
-
-@dataclass
-class LegRecord:
-    """What a leg's CDR needs, gathered while it runs."""
-
-    kind: str  # 'A', 'B' or 'in'
-    caller: str
-    callee: str
-    tariff: object = None
-    start: float = 0.0
-    answered: float | None = None
-    ended: float | None = None
-    result: str = ""
-    cdr_id: int | None = None
-
-    def duration(self, now: float) -> float:
-        if self.answered is None:
-            return 0.0
-        return max(0.0, (self.ended if self.ended is not None else now) - self.answered)
-
-
-def b_outcome(cause, answered: bool, cut: bool) -> str:
-    """The outcome of a forwarded call, for the IVR and the callback's reason."""
-    if answered:
-        return "cut" if cut else "completed"
-    return {"busy": "busy", "no_answer": "no_answer", "cancelled": "cancelled"}.get(
-        cause.cause if cause else "", "failed")
-
-
 @implementer(IIvrHost)
-class CallSession:
+class CallSession(CreditCut):
     """The billing and B side of one call; subclasses bring the first leg up."""
 
     def __init__(self, core: Core, key: str, *, user=None, authenticated=False,
@@ -278,66 +240,6 @@ class CallSession:
         self._open_cdr(self.b)
         self._set_status("bridged")
         self._schedule_cut()
-
-    def _schedule_cut(self) -> None:
-        self._a_at_b = self._a_elapsed()
-        self._plan_cut()
-
-    def _covered(self) -> int:
-        """Seconds of talk from B's answer that the credit reserved so far pays for."""
-        seconds = max_talk_seconds(self.core.settings().ivrbilling, self.reserved,
-                                   self.a.tariff if self.a else None, self._a_at_b,
-                                   self.b.tariff)
-        return min(seconds, self.core.config().callback.max_call_time)
-
-    def _plan_cut(self, final: bool = False) -> None:
-        """Reserve more shortly before the reservation runs out; cut when none is left."""
-        covered = self._covered()
-        end = self.b.answered + covered
-        now = self._now()
-        if final or covered >= self.core.config().callback.max_call_time:
-            log.info("{key}: cut after {s} s of talk", key=self.key, s=covered)
-            self._cut_talk = covered
-            self._cut = self.core.clock.callLater(max(0.0, end - now), self._cut_now)
-            return
-        margin = min(10.0, covered / 2)
-        self._cut = self.core.clock.callLater(max(0.0, end - margin - now), self._extend,
-                                              covered)
-
-    @defer.inlineCallbacks
-    def _extend(self, covered: int):
-        if self.b is None or self.b.ended is not None:
-            return
-        config = self.core.config().callback
-        more = min(covered + config.quota, config.max_call_time)
-        minimum = self._total_at(self.b.tariff, covered + 1, self._a_at_b) - self.reserved
-        wanted = self._total_at(self.b.tariff, more, self._a_at_b) - self.reserved
-        final = False
-        try:
-            got = yield self.core.store.ledger.reserve(
-                self.user.id, self.key, max(minimum, Decimal("0.0001")),
-                max(wanted, minimum), node=self.core.node)
-            self.reserved += got.amount
-            if self.finished.called:  # settled while we waited: give it back
-                yield self.core.store.ledger.settle(self.user.id, self.key, [], None)
-                return
-        except InsufficientCredit:
-            final = True
-        except MizuError as e:
-            log.warn("{key}: could not reserve more credit ({e}); the call ends when what "
-                     "is reserved runs out", key=self.key, e=e)
-            final = True
-        if self.b.ended is None:
-            self._plan_cut(final)
-
-    def _cut_now(self) -> None:
-        log.info("{key}: credit used up, cutting the call", key=self.key)
-        self._was_cut = True
-        # Bill exactly the time the reservation covers, whatever the hangups take (the
-        # timer fires a little after the planned end: callLater reads the clock again).
-        self._cut_at = self.b.answered + self._cut_talk
-        # B goes now; A hears the script's goodbye, which is not billed (see settle).
-        self.hangup_b()
 
     def hangup_b(self) -> None:
         if self.b_leg is not None and self.b_leg.state != "ended":
