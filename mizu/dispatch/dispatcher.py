@@ -146,6 +146,8 @@ class Dispatcher(Service):
     def _payer(self, request: CallbackRequest, anum: str):
         """(user, authenticated) for a request; ``AuthenticationFailed`` stores nothing."""
         users = self._root.store.users
+        if request.source == "ani" and request.userid is None:
+            return None, False  # the policy found no payer: the IVR asks for a PIN
         if request.userid is not None:
             user = yield users.by_id(request.userid)
             if user is None:

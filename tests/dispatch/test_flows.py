@@ -377,3 +377,19 @@ async def test_reload_refuses_a_broken_script_and_keeps_the_tables_in_force(harn
     broken.write_text("play welcome\npin tries=2\nconnect\n")
     await h.root.reload()
     assert "mine" in h.dispatcher.tables.scripts and h.dispatcher.tables is not before
+
+
+@pytest_twisted.ensureDeferred
+async def test_ani_trigger_the_policy_left_unpaid_stores_no_payer(harness):
+    """ivrauthentication 3 (only PIN): a known A-number does not pick the payer; the row
+    has none, so the IVR will take any user's PIN."""
+    h = harness
+    h.sql("INSERT INTO tb_anumbers (anumber, userid) VALUES ('4917011', %s)", (alice(h),))
+    h.root.settings = h.root.settings.with_value("ivrauthentication", "3")
+    access = await h.root.store.users.access_number("4930555")
+    leg = FakeLeg(h.fake, "t4", "in")
+    h.fake.legs[leg.id] = leg
+    Inbound(h.dispatcher).inboundCall(leg, None, access, Caller("4917011", "ip"))
+    await h.until(lambda: leg.state == "ended")
+    assert leg.final_code == 480
+    assert h.sql("SELECT userid, authenticated FROM tb_callbacks") == [(None, False)]
