@@ -23,6 +23,7 @@ setup(
         "bcrypt>=4",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6", "wheel"],
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6", "wheel",
+                 "treq>=23"],
     },
 )

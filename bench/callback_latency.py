@@ -76,6 +76,7 @@ async def main(count):
     with open(path, "w") as f:
         f.write(f"[sip]\nlisten = 127.0.0.1:{free_port(2)}\nworkers = 2\nshutdown_grace = 0\n"
                 f"default_gateway = sip:{{number}}@127.0.0.1:{gw.getHost().port}\n"
+                "[http]\nlisten = tcp:0:interface=127.0.0.1\n"
                 "[console]\nlisten = tcp:0:interface=127.0.0.1\n[console.users]\nadmin = pw\n"
                 # the gateway answers 486: no redial of a "busy" A may share the pacing
                 "[callback]\nmax_attempts = 1\n")

@@ -24,6 +24,7 @@ def start_once(folder: Path) -> float:
     """Launch, wait for the ready line, stop with SIGTERM; returns seconds to ready."""
     config = folder / "mizu.ini"
     config.write_text(f"[sip]\nlisten = 127.0.0.1:{free_port(2)}\nworkers = 2\n"
+                      "[http]\nlisten = tcp:0:interface=127.0.0.1\n"
                       f"[console]\nlisten = tcp:{free_port()}:interface=127.0.0.1\n"
                       "[console.users]\nadmin = x\n")
     log = folder / "out.log"

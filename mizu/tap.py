@@ -46,10 +46,12 @@ def _check_reachable(config: Config) -> None:
 
 
 def build(config: Config, load, reactor):
-    """The root service with its children in start order: store, dispatcher, sip, console."""
+    """The root service with its children in start order: store, dispatcher, sip, http,
+    console."""
     from mizu.console.service import ConsoleService
     from mizu.dispatch.dispatcher import Dispatcher
     from mizu.dispatch.inbound import Inbound
+    from mizu.http.service import HttpService
     from mizu.service import MizuService
     from mizu.sip.bridge import SipBridge
     from mizu.sip.triage import Triage
@@ -65,6 +67,7 @@ def build(config: Config, load, reactor):
         bridge.setIncomingHandler(Triage(store.users, lambda: root.settings, reactor,
                                          core=Inbound(dispatcher), bans=root.bans))
         bridge.setServiceParent(root)
+    HttpService(dispatcher, config.http.listen, reactor).setServiceParent(root)
     ConsoleService(root, config, reactor).setServiceParent(root)
     return root
 

@@ -152,14 +152,11 @@ class Dispatcher(Service):
             user = yield users.by_id(request.userid)
             if user is None:
                 raise NotFound(f"no user with id {request.userid}")
+        elif request.username and request.password is not None:
+            user = yield self.authenticate(request.username, request.password)
         elif request.username:
             user = yield users.by_username(request.username)
-            if request.password is not None:
-                good = (user is not None and user.password != "" and hmac.compare_digest(
-                    user.password.encode(), request.password.encode()))
-                if not good:
-                    raise AuthenticationFailed("wrong username or password")
-            elif not request.trusted:
+            if not request.trusted:
                 raise AuthenticationFailed("a password is required")
             elif user is None:
                 raise NotFound(f"no user {request.username!r}")
@@ -177,6 +174,17 @@ class Dispatcher(Service):
         if user.usertype != "enduser":
             raise AuthenticationFailed(f"user {user.username!r} is not an end user")
         return user, True
+
+    @defer.inlineCallbacks
+    def authenticate(self, username: str, password: str):
+        """The end user with this username and password; ``AuthenticationFailed`` if none
+        (an empty stored password never matches)."""
+        user = yield self._root.store.users.by_username(username) if username else None
+        good = (user is not None and user.password != "" and hmac.compare_digest(
+            user.password.encode(), (password or "").encode()))
+        if not good or user.usertype != "enduser":
+            raise AuthenticationFailed("wrong username or password")
+        return user
 
     # -- the queue ------------------------------------------------------------------------
     def wake(self) -> None:

@@ -14,10 +14,10 @@ from tests.telnetclient import TelnetSession
 
 
 def write_config(path, users="admin = s3cret\n", extra="", sip="[sip]\nworkers = 0\n",
-                 console=""):
+                 console="", http="tcp:0:interface=127.0.0.1"):
     """A test ini: ``console`` lines go into [console], ``extra`` sections at the end."""
     path.write_text(
-        f"{sip}[console]\nlisten = tcp:0:interface=127.0.0.1\n{console}"
+        f"{sip}[http]\nlisten = {http}\n[console]\nlisten = tcp:0:interface=127.0.0.1\n{console}"
         f"[console.users]\n{users}{extra}"
     )
 
@@ -176,7 +176,7 @@ async def test_reload_with_broken_file_changes_nothing(server, sql):
 @pytest_twisted.ensureDeferred
 async def test_reload_reports_restart_required(server):
     """Changing a listen address is reported, not half-applied."""
-    write_config(server.config_path, extra="[http]\nlisten = tcp:9090\n")
+    write_config(server.config_path, http="tcp:9090")
     server.config_path.write_text(server.config_path.read_text().replace(
         "tcp:0:interface=127.0.0.1", "tcp:2424:interface=127.0.0.1"))
     t = await session(server)
@@ -198,7 +198,8 @@ async def test_quit_ends_the_session(server):
 async def test_first_start_creates_admin_password(tmp_path, database):
     """With no users configured, admin's random password is written once, mode 0600."""
     path = tmp_path / "mizu.ini"
-    path.write_text("[sip]\nworkers = 0\n[console]\nlisten = tcp:0:interface=127.0.0.1\n")
+    path.write_text("[sip]\nworkers = 0\n[http]\nlisten = tcp:0:interface=127.0.0.1\n"
+                    "[console]\nlisten = tcp:0:interface=127.0.0.1\n")
     datadir = tmp_path / "var"
 
     def load():

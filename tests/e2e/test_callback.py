@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest_twisted
+import treq
 from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher, textFileLogObserver
 
@@ -402,3 +403,20 @@ async def test_row_inserted_by_sql_is_dialled_at_once(rig):
     legs = rig.legs()
     assert (legs["A"]["result"], legs["A"]["cost"]) == ("busy", 0)
     assert rig.credit() == Decimal(10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_callback_requested_over_http_reaches_sipp(rig):
+    """GET /mvapireq/?apientry=callback stores the row and answers its id; A (SIPp) gets
+    the INVITE; A answers busy: the row fails 'A busy'."""
+    a, a_trace, _ = await rig.uas("uas_busy.xml", port=rig.port_a, rtp=False)
+    port = rig.root.getServiceNamed("http").port
+    response = await treq.get(f"http://127.0.0.1:{port}/mvapireq/", params={
+        "apientry": "callback", "authid": "alice", "authpwd": "wonder", "anum": A_NUMBER})
+    body = (await response.text()).strip()
+    assert response.code == 200 and body.startswith("OK: ")
+    cbid = int(body[4:])
+    await finished(a)
+    assert user_of(invite(a_trace).split(" ")[1]) == A_NUMBER
+    await wait_until(lambda: rig.status(cbid) == "failed", what="the end")
+    assert rig.callback(cbid) == ("failed", "A busy", "http", rig.user_id(), 1)

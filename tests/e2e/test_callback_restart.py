@@ -81,6 +81,7 @@ async def test_kill_9_mid_call_then_restart_settles_the_interrupted_call(tmp_pat
     sounds = short_prompts(tmp_path / "sounds")
     (tmp_path / "mizu.ini").write_text(
         f"[sip]\nlisten = 127.0.0.1:{sip_port}\nworkers = 1\nshutdown_grace = 0\n"
+        "[http]\nlisten = tcp:0:interface=127.0.0.1\n"
         "[console]\nlisten = tcp:0:interface=127.0.0.1\n[console.users]\nadmin = pw\n"
         f"[ivr]\nsounds = {sounds}\n"
         "[callback]\nheartbeat = 1\nstale_after = 5\npoll_interval = 1\nmax_attempts = 1\n")

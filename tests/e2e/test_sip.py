@@ -49,6 +49,7 @@ async def boot(tmp_path, database, sql, sip="", extra="", listen_host="127.0.0.1
     path = tmp_path / "mizu.ini"
     path.write_text(f"[sip]\nlisten = {listen_host}:{port}\nworkers = {workers}\n"
                     f"shutdown_grace = 0\n{sip}"
+                    "[http]\nlisten = tcp:0:interface=127.0.0.1\n"
                     "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
                     f"[console.users]\nadmin = pw\n{extra}")
 
@@ -249,8 +250,9 @@ async def test_killed_worker_is_replaced_and_its_call_reported_ended(mizu):
                                                           "sip worker died")
     await wait_until(lambda: mizu.sip.workers[0].pid not in (None, old_pid)
                      and mizu.sip.workers[0].capacity, what="a new worker")
-    assert mizu.status_lines()[-2].startswith(f"sip worker 0 pid={mizu.sip.workers[0].pid} "
-                                               f"port={mizu.sip_port} calls=0/4")
+    [line] = [w for w in mizu.status_lines() if w.startswith("sip worker 0 ")]
+    assert line.startswith(f"sip worker 0 pid={mizu.sip.workers[0].pid} "
+                           f"port={mizu.sip_port} calls=0/4")
     proc.kill()
     await proc.done
     # the new worker takes calls on the same port

@@ -40,7 +40,8 @@ def wait_for(tmp_path, proc, text, timeout=60.0) -> float:
 
 
 def console_config(port, users="admin = pw\n", sip="[sip]\nworkers = 0\n"):
-    return (f"{sip}[console]\nlisten = tcp:{port}:interface=127.0.0.1\n"
+    return (f"{sip}[http]\nlisten = tcp:0:interface=127.0.0.1\n"
+            f"[console]\nlisten = tcp:{port}:interface=127.0.0.1\n"
             f"[console.users]\n{users}")
 
 

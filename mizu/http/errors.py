@@ -1,0 +1,46 @@
+"""How mizu's errors look over HTTP: one table, used by every HTTP resource."""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from mizu.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    InsufficientCredit,
+    MizuError,
+    NoRoute,
+    NotFound,
+    StoreError,
+)
+
+log = Logger()
+
+
+class TooLarge(BadRequest):
+    """A request body over the limit."""
+
+    code = "too-large"
+
+
+# Most specific first: the status a client can act on, per error.
+STATUS: list[tuple[type[Exception], int]] = [
+    (TooLarge, 413),
+    (BadRequest, 400),
+    (AuthenticationFailed, 401),
+    (InsufficientCredit, 402),
+    (NotFound, 404),
+    (NoRoute, 404),
+    (StoreError, 503),
+    (MizuError, 400),
+]
+
+
+def http_error(failure: Failure) -> tuple[int, str]:
+    """(HTTP status, reason) for a failed request; unexpected errors are logged as 500."""
+    for kind, status in STATUS:
+        if failure.check(kind):
+            return status, str(failure.value)
+    log.failure("HTTP request failed", failure)
+    return 500, "internal error"

@@ -1,0 +1,119 @@
+"""The Mizu-compatible API: ``GET|POST /mvapireq/?apientry=NAME&authid=USER&authpwd=PASS``.
+
+Entries: ``apitest`` (check the credentials), ``callback`` (``anum`` to call back, optional
+``bnum``), ``p2p`` (``anum`` and ``bnum``: a phone-to-phone call), ``balance`` and
+``rating`` (``anum``: the number to rate). The body is plain text, ``OK``, ``OK: <data>``
+or ``ERROR: <reason>``; ``format=json`` gives ``{"status": "OK", "data": ...}`` or
+``{"status": "ERROR", "reason": ...}``. The HTTP status says what went wrong (see
+``mizu.http.errors``); a rejected request stores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from twisted.internet import defer
+from twisted.web import resource, server
+
+from mizu.dispatch.request import CallbackRequest, clean_number
+from mizu.errors import BadRequest, NoRoute
+from mizu.http.errors import http_error
+
+ENTRIES = ("apitest", "callback", "p2p", "balance", "rating")
+MAX_VALUE = 256
+
+
+def amount(value: Decimal) -> str:
+    """Money as a plain decimal with two places at least: ``5.00``, ``0.0125``."""
+    text = format(value.normalize(), "f")
+    whole, _, cents = text.partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
+
+
+def arguments(request) -> dict[str, str]:
+    """The query and form fields, one value each; ``BadRequest`` for bytes not UTF-8."""
+    fields = {}
+    for key, values in request.args.items():
+        try:
+            name = key.decode("utf-8")
+            value = values[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the request is not UTF-8") from None
+        if len(value) > MAX_VALUE:
+            raise BadRequest(f"{name} is longer than {MAX_VALUE} characters")
+        fields[name] = value
+    return fields
+
+
+class MvApiResource(resource.Resource):
+    """``/mvapireq/``: each request is answered once the dispatcher has done its part."""
+
+    isLeaf = True
+
+    def __init__(self, dispatcher):
+        super().__init__()
+        self._dispatcher = dispatcher
+
+    def render_GET(self, request):
+        self._answer(request)
+        return server.NOT_DONE_YET
+
+    render_POST = render_GET
+
+    def _answer(self, request):
+        fmt = "text"
+        try:
+            fields = arguments(request)
+            fmt = "json" if fields.get("format") == "json" else "text"
+            d = self._entry(fields)
+        except Exception:
+            d = defer.fail()
+        d.addCallbacks(lambda data: (200, "OK", data), self._failed)
+        d.addCallback(lambda result: self._write(request, fmt, *result))
+
+    @staticmethod
+    def _failed(failure):
+        status, reason = http_error(failure)
+        return status, "ERROR", reason
+
+    @staticmethod
+    def _write(request, fmt, status, outcome, data):
+        if request._disconnected:
+            return
+        request.setResponseCode(status)
+        if fmt == "json":
+            request.setHeader(b"content-type", b"application/json")
+            key = "data" if outcome == "OK" else "reason"
+            body = {"status": outcome} if data is None else {"status": outcome, key: data}
+            request.write(json.dumps(body).encode())
+        else:
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            text = outcome if data is None else f"{outcome}: {data}"
+            request.write(text.encode() + b"\n")
+        request.finish()
+
+    @defer.inlineCallbacks
+    def _entry(self, fields):
+        entry = fields.get("apientry", "")
+        if entry not in ENTRIES:
+            raise BadRequest(f"unknown apientry {entry!r} (one of {', '.join(ENTRIES)})")
+        username, password = fields.get("authid", ""), fields.get("authpwd", "")
+        if entry in ("callback", "p2p"):
+            if entry == "p2p" and not fields.get("bnum"):
+                raise BadRequest("B-number is missing")
+            cbid = yield self._dispatcher.submit(CallbackRequest(
+                anum=fields.get("anum", ""), bnum=fields.get("bnum", ""), source="http",
+                username=username, password=password))
+            return str(cbid)
+        user = yield self._dispatcher.authenticate(username, password)
+        if entry == "apitest":
+            return None
+        if entry == "balance":
+            credit = yield self._dispatcher.core.store.ledger.balance(user.id)
+            return amount(credit or Decimal(0))
+        number = clean_number(fields.get("anum", ""), "number")
+        tariff = self._dispatcher.tables.rates.rate(number)
+        if tariff is None:
+            raise NoRoute(f"no rate for {number}")
+        return amount(tariff.price)

@@ -1,0 +1,57 @@
+"""The HTTP service: one Twisted Web site on ``[http] listen`` (any endpoint, ``ssl:`` too)."""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from mizu.http.jsonapi import JsonApiResource
+from mizu.http.mvapi import MvApiResource
+from mizu.http.openapi import document
+
+log = Logger()
+
+
+def site(dispatcher) -> server.Site:
+    """The resource tree: ``/mvapireq/`` and ``/api/v1/``."""
+    root = resource.Resource()
+    root.putChild(b"mvapireq", MvApiResource(dispatcher))
+    api = resource.Resource()
+    api.putChild(b"v1", JsonApiResource(dispatcher, document()))
+    root.putChild(b"api", api)
+    made = server.Site(root)
+    made.displayTracebacks = False  # errors are answered, never shown
+    return made
+
+
+class HttpService(Service):
+    """Listens on ``[http] listen``; ``port`` is the bound port once started."""
+
+    name = "http"
+
+    def __init__(self, dispatcher, listen: str, reactor):
+        self._dispatcher = dispatcher
+        self._listen = listen
+        self._reactor = reactor
+        self._listening = None
+        self.port: int | None = None
+
+    @defer.inlineCallbacks
+    def startService(self):
+        Service.startService(self)
+        endpoint = serverFromString(self._reactor, self._listen)
+        self._listening = yield endpoint.listen(site(self._dispatcher))
+        self.port = self._listening.getHost().port
+        log.info("HTTP API listening on {endpoint} (port {port})", endpoint=self._listen,
+                 port=self.port)
+
+    def stopService(self):
+        Service.stopService(self)
+        if self._listening is not None:
+            return self._listening.stopListening()
+
+    def status_lines(self) -> list[str]:
+        return [f"http port={self.port}"]

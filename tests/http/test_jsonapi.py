@@ -1,0 +1,82 @@
+"""The JSON API and its OpenAPI document over real HTTP (treq), a running mizu, PostgreSQL."""
+
+import json
+
+import pytest_twisted
+import treq
+
+from mizu.http.jsonapi import ROUTES
+
+ALICE = ("alice", "wonder")
+
+
+def url(api, path):
+    return api.url.replace("/mvapireq/", "/api/v1" + path)
+
+
+async def send(api, method, path, body=None, auth=ALICE, raw=None):
+    """(status, decoded JSON) of one request."""
+    if raw is None and body is not None:
+        raw = json.dumps(body).encode()
+    response = await treq.request(method, url(api, path), data=raw, auth=auth,
+                                  headers={b"content-type": [b"application/json"]})
+    return response.code, json.loads(await response.text())
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_then_follow_a_callback(api, sql):
+    """POST stores the request (202 with the id); GET shows it to its owner only."""
+    status, body = await send(api, "POST", "/callbacks", {"anum": "+4917011",
+                                                          "bnum": "4420111"})
+    assert status == 202 and body["status"] == "pending"
+    assert sql("SELECT anum, bnum, source, userid IS NOT NULL FROM tb_callbacks "
+               "WHERE id = %s", (body["id"],)) == [("+4917011", "4420111", "http", True)]
+    status, shown = await send(api, "GET", f"/callbacks/{body['id']}")
+    assert status == 200 and (shown["id"], shown["status"], shown["bnum"]) == (
+        body["id"], "pending", "4420111")
+    sql("INSERT INTO tb_user (username, password) VALUES ('bob', 'builder')")
+    assert (await send(api, "GET", f"/callbacks/{body['id']}", auth=("bob", "builder")))[0] \
+        == 404
+    assert (await send(api, "GET", "/callbacks/nope"))[0] == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_balance_and_rates(api):
+    """The balance as a plain decimal; a rate by longest prefix, 404 without one."""
+    assert await send(api, "GET", "/balance") == (200, {"balance": "5.00"})
+    status, rate = await send(api, "GET", "/rates/004420111")
+    assert status == 200 and (rate["prefix"], rate["price"]) == ("44", "0.125")
+    assert await send(api, "GET", "/rates/3312") == (404, {"error": "no rate for 3312"})
+    assert (await send(api, "GET", "/rates/12ab"))[0] == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_refusals_store_nothing(api, sql):
+    """Bad credentials 401 (with a Basic challenge), bad bodies 400, too big 413, unknown
+    routes 404."""
+    response = await treq.post(url(api, "/callbacks"), data=b'{"anum": "4917011"}',
+                               auth=("alice", "guess"))
+    assert response.code == 401
+    assert response.headers.getRawHeaders(b"www-authenticate") == [b'Basic realm="mizu"']
+    assert (await send(api, "POST", "/callbacks", {"anum": "4917011"}, auth=None))[0] == 401
+    for raw, error in [(b"not json", "the body is not JSON"),
+                       (b"[1, 2]", "the body must be a JSON object"),
+                       (b'{"anum": 4917011}', "anum must be a string"),
+                       (b'{"bnum": "4420111"}', "A-number is missing"),
+                       (b"\xff\xfe", "the body is not JSON")]:
+        assert await send(api, "POST", "/callbacks", raw=raw) == (400, {"error": error}), raw
+    assert await send(api, "POST", "/callbacks", raw=b'{"anum": "' + b"1" * 20000 + b'"}') \
+        == (413, {"error": "the body is larger than 16384 bytes"})
+    assert (await send(api, "DELETE", "/callbacks/1"))[0] == 404
+    assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_openapi_document_names_every_route(api):
+    """openapi.json is OpenAPI 3.1 and has every served route with its statuses."""
+    response = await treq.get(url(api, "/openapi.json"))
+    doc = json.loads(await response.text())
+    assert response.code == 200 and doc["openapi"] == "3.1.0"
+    for route in ROUTES:
+        operation = doc["paths"][route.path][route.method.lower()]
+        assert set(operation["responses"]) == {str(route.status), *map(str, route.errors)}
