@@ -24,9 +24,23 @@ class TooLarge(BadRequest):
     code = "too-large"
 
 
+class Conflict(MizuError):
+    """The same Idempotency-Key is being used by a request still being stored."""
+
+    code = "conflict"
+
+
+class KeyReused(MizuError):
+    """An Idempotency-Key sent again with another request."""
+
+    code = "key-reused"
+
+
 # Most specific first: the status a client can act on, per error.
 STATUS: list[tuple[type[Exception], int]] = [
     (TooLarge, 413),
+    (Conflict, 409),
+    (KeyReused, 422),
     (BadRequest, 400),
     (AuthenticationFailed, 401),
     (InsufficientCredit, 402),

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from twisted.web import resource, server
 
 from mizu.dispatch.request import CallbackRequest, clean_number
 from mizu.errors import AuthenticationFailed, BadRequest, NoRoute, NotFound
-from mizu.http.errors import TooLarge, http_error
+from mizu.http.errors import Conflict, KeyReused, TooLarge, http_error
 from mizu.http.mvapi import amount
 
 MAX_BODY = 16 * 1024
@@ -35,7 +36,7 @@ class Route:
 ROUTES = (
     Route("POST", "/callbacks", "create_callback",
           "Request a callback to anum (and a connection to bnum, when given)", 202,
-          (400, 401, 402, 413, 503)),
+          (400, 401, 402, 409, 413, 422, 503)),
     Route("GET", "/callbacks/{id}", "get_callback", "One of your callback requests", 200,
           (401, 404, 503)),
     Route("GET", "/balance", "get_balance", "Your credit", 200, (401, 503)),
@@ -55,6 +56,17 @@ def _match(route: Route, method: str, parts: list[str]) -> dict | None:
         elif want != got:
             return None
     return params
+
+
+def idempotency_key(request) -> str | None:
+    """The request's ``Idempotency-Key`` (printable ASCII, at most 200 characters), if any."""
+    raw = request.getHeader(b"idempotency-key")
+    if raw is None:
+        return None
+    key = raw.decode("latin-1")
+    if not key or len(key) > 200 or not all(32 < ord(c) < 127 for c in key):
+        raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters")
+    return key
 
 
 def callback_view(row) -> dict:
@@ -138,9 +150,29 @@ class JsonApiResource(resource.Resource):
     def create_callback(self, request):
         body = self._body(request)
         user = yield self._user(request)
-        cbid = yield self._dispatcher.submit(CallbackRequest(
-            anum=body.get("anum", ""), bnum=body.get("bnum", ""), source="http",
-            userid=user.id))
+        key = idempotency_key(request)
+        submit = CallbackRequest(anum=body.get("anum", ""), bnum=body.get("bnum", ""),
+                                 source="http", userid=user.id)
+        if key is None:
+            cbid = yield self._dispatcher.submit(submit)
+            return {"id": cbid, "status": "pending"}
+        keys = self._dispatcher.core.store.idempotency
+        digest = hashlib.sha256(json.dumps([submit.anum, submit.bnum]).encode()).hexdigest()
+        ours, first = yield keys.claim(user.id, key, digest)
+        if not ours:
+            stored, cbid = first
+            if stored != digest:
+                raise KeyReused("this Idempotency-Key was used with another request")
+            if cbid is None:
+                raise Conflict("a request with this Idempotency-Key is still being stored")
+            row = yield self._dispatcher.core.store.callbacks.get(cbid)
+            return {"id": cbid, "status": row.status if row else "pending"}
+        try:
+            cbid = yield self._dispatcher.submit(submit)
+        except Exception:
+            yield keys.release(user.id, key)
+            raise
+        yield keys.complete(user.id, key, cbid)
         return {"id": cbid, "status": "pending"}
 
     @defer.inlineCallbacks

@@ -7,7 +7,9 @@ from mizu.http.jsonapi import ROUTES
 
 _REASONS = {200: "OK", 202: "Stored; the callback is pending", 400: "Bad request",
             401: "Wrong or missing credentials", 402: "Not enough credit",
-            404: "Not found", 413: "Body too large", 503: "Database unavailable"}
+            404: "Not found", 409: "The same Idempotency-Key is still being stored",
+            413: "Body too large", 422: "Idempotency-Key used with another request",
+            503: "Database unavailable"}
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}},
           "required": ["error"]}
@@ -32,6 +34,11 @@ def _operation(route) -> dict:
     if params:
         operation["parameters"] = params
     if route.method == "POST":
+        operation["parameters"] = [{
+            "name": "Idempotency-Key", "in": "header", "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+            "description": "sent again with the same body, it answers the first request's "
+                           "callback instead of storing a second one"}]
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/CallbackRequest"}}}}
     return operation

@@ -187,7 +187,20 @@ _V3 = [
     f" WHERE source IN ('ani', 'sms') AND {_LIVE}",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3)]
+# Idempotency-Key of the JSON API: one key names one request of one user.
+_V4 = [
+    """
+    CREATE TABLE tb_idempotency (
+        userid     bigint NOT NULL REFERENCES tb_user (id) ON DELETE CASCADE,
+        key        text NOT NULL,
+        request    text NOT NULL,
+        callbackid bigint REFERENCES tb_callbacks (id) ON DELETE SET NULL,
+        created    timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (userid, key)
+    )""",
+]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
 LATEST = MIGRATIONS[-1][0]
 
 

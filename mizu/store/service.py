@@ -12,6 +12,7 @@ from mizu.store.callbacks import Callbacks
 from mizu.store.catalog import Catalog
 from mizu.store.config import ConfigTable
 from mizu.store.embedded import EmbeddedPostgres
+from mizu.store.idempotency import Idempotency
 from mizu.store.ledger import Ledger
 from mizu.store.migrations import migrate
 from mizu.store.pool import Pool, redact_dsn
@@ -37,6 +38,7 @@ class StoreService(Service):
         self.callbacks = Callbacks(self)
         self.ledger = Ledger(self)
         self.catalog = Catalog(self)
+        self.idempotency = Idempotency(self)
 
     def runQuery(self, sql, params=None):
         """One statement on the pool; fires with its rows."""

@@ -80,3 +80,25 @@ async def test_openapi_document_names_every_route(api):
     for route in ROUTES:
         operation = doc["paths"][route.path][route.method.lower()]
         assert set(operation["responses"]) == {str(route.status), *map(str, route.errors)}
+
+
+@pytest_twisted.ensureDeferred
+async def test_idempotency_key_never_stores_twice(api, sql):
+    """The same key and body answer the first callback; another body with it is 422."""
+
+    async def post(body, key):
+        response = await treq.post(url(api, "/callbacks"), data=json.dumps(body).encode(),
+                                   auth=ALICE, headers={b"idempotency-key": [key]})
+        return response.code, json.loads(await response.text())
+
+    first = await post({"anum": "4917011"}, b"order-1")
+    assert first[0] == 202
+    assert await post({"anum": "4917011"}, b"order-1") == first
+    assert await post({"anum": "4917022"}, b"order-1") == (
+        422, {"error": "this Idempotency-Key was used with another request"})
+    refused = await post({"anum": "12ab"}, b"order-2")
+    assert refused[0] == 400
+    second = await post({"anum": "4917022"}, b"order-2")  # a refused key can be used again
+    assert second[0] == 202 and second[1]["id"] != first[1]["id"]
+    assert (await post({"anum": "4917011"}, "x" * 201))[0] == 400
+    assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 2
