@@ -21,6 +21,7 @@ setup(
         "pjsua2-python>=2.15.1",
         "zope.interface>=6",
         "bcrypt>=4",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6", "wheel",

@@ -14,6 +14,7 @@ from mizu import __version__
 from mizu.bans import Bans
 from mizu.config import Config
 from mizu.errors import CommandError, ConfigError
+from mizu.metrics import Metrics
 from mizu.settings import Settings
 
 log = Logger()
@@ -36,6 +37,7 @@ class MizuService(MultiService):
         self._clock = clock
         sec = config.security
         self.bans = Bans(clock, sec.ban_failures, sec.ban_window, sec.ban_time)
+        self.metrics = Metrics()
         self._outcome: MizuService | Failure | None = None
         self._waiting: list[defer.Deferred] = []
         self.started_at: float | None = None

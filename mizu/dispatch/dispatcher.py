@@ -43,8 +43,12 @@ class Dispatcher(Service):
     def __init__(self, root, telephony, clock):
         self._root = root
         self._clock = clock
+        self.metrics = root.metrics
         self.core = Core(telephony, root.store, clock, node_name(root.config),
-                         lambda: root.settings, lambda: self.tables, lambda: root.config)
+                         lambda: root.settings, lambda: self.tables, lambda: root.config,
+                         self.metrics)
+        self.metrics.watch(lambda: len(self.sessions),
+                           lambda: telephony.available(1) if telephony is not None else 0)
         self.tables: Tables | None = None
         self.sessions: dict[str, object] = {}
         self._draining = False
@@ -122,6 +126,13 @@ class Dispatcher(Service):
     @defer.inlineCallbacks
     def submit(self, request: CallbackRequest, authenticated: bool | None = None):
         """Authenticate and store ``request``; fires with its id once it is stored."""
+        with self.metrics.submit.time():
+            cbid = yield self._submit(request, authenticated)
+        self.metrics.requests.labels(request.source).inc()
+        return cbid
+
+    @defer.inlineCallbacks
+    def _submit(self, request: CallbackRequest, authenticated: bool | None):
         if request.source not in SOURCES:
             raise BadRequest(f"unknown source {request.source!r}")
         anum = clean_number(request.anum, "A-number")
@@ -254,6 +265,7 @@ class Dispatcher(Service):
 
         def done(result):
             self.sessions.pop(session.key, None)
+            self.metrics.finished.labels(str(result)).inc()
             self.wake()
             return result
 

@@ -16,6 +16,7 @@ class Core:
     settings: object  # callable: the Settings in force
     tables: object  # callable: the Tables in force
     config: object  # callable: the Config in force
+    metrics: object = None  # mizu.metrics.Metrics, when counted
 
 
 @dataclass

@@ -339,6 +339,8 @@ class CallSession(CreditCut):
         except Exception:
             log.failure("settling {key} failed; recovery will settle it", key=self.key)
             charged = None
+        if charged and self.core.metrics is not None:
+            self.core.metrics.charged.inc(float(charged))
         log.info("{key} {status} {reason}: charged {charged}", key=self.key, status=status,
                  reason=reason, charged=charged)
         self.finished.callback(status)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 
 from twisted.internet import defer
@@ -91,7 +92,10 @@ class JsonApiResource(resource.Resource):
         if parts == ["openapi.json"] and request.method == b"GET":
             request.setHeader(b"content-type", b"application/json")
             return self._document
-        self._serve(request, parts).addCallback(self._write, request)
+        started = time.monotonic()
+        d = self._serve(request, parts).addCallback(self._write, request)
+        d.addCallback(lambda _: self._dispatcher.metrics.http.labels(
+            "v1", str(request.code)).observe(time.monotonic() - started))
         return server.NOT_DONE_YET
 
     def _serve(self, request, parts):

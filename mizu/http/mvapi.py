@@ -11,6 +11,7 @@ or ``ERROR: <reason>``; ``format=json`` gives ``{"status": "OK", "data": ...}`` 
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 from twisted.internet import defer
@@ -56,6 +57,7 @@ class MvApiResource(resource.Resource):
         self._dispatcher = dispatcher
 
     def render_GET(self, request):
+        request.mizu_started = time.monotonic()
         self._answer(request)
         return server.NOT_DONE_YET
 
@@ -71,6 +73,8 @@ class MvApiResource(resource.Resource):
             d = defer.fail()
         d.addCallbacks(lambda data: (200, "OK", data), self._failed)
         d.addCallback(lambda result: self._write(request, fmt, *result))
+        d.addCallback(lambda _: self._dispatcher.metrics.http.labels(
+            "mvapireq", str(request.code)).observe(time.monotonic() - request.mizu_started))
 
     @staticmethod
     def _failed(failure):

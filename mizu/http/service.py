@@ -15,9 +15,24 @@ from mizu.http.openapi import document
 log = Logger()
 
 
+class MetricsResource(resource.Resource):
+    """``/metrics``: the Prometheus text exposition."""
+
+    isLeaf = True
+
+    def __init__(self, metrics):
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        return self._metrics.render()
+
+
 def site(dispatcher) -> server.Site:
-    """The resource tree: ``/mvapireq/`` and ``/api/v1/``."""
+    """The resource tree: ``/mvapireq/``, ``/api/v1/`` and ``/metrics``."""
     root = resource.Resource()
+    root.putChild(b"metrics", MetricsResource(dispatcher.metrics))
     root.putChild(b"mvapireq", MvApiResource(dispatcher))
     api = resource.Resource()
     api.putChild(b"v1", JsonApiResource(dispatcher, document()))

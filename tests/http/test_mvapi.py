@@ -83,3 +83,17 @@ async def test_bytes_that_are_not_utf8_get_400(api, sql):
     assert response.code == 400
     assert (await response.text()).strip() == "ERROR: the request is not UTF-8"
     assert await call(api, apientry="apitest", **ALICE) == (200, "OK")
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_count_requests_and_http_calls(api):
+    """/metrics is Prometheus text: stored requests by source, HTTP calls by status."""
+    await call(api, apientry="callback", anum="4917011", **ALICE)
+    await call(api, apientry="balance", authid="alice", authpwd="x")
+    response = await treq.get(api.url.replace("/mvapireq/", "/metrics"))
+    text = await response.text()
+    assert response.code == 200
+    assert 'mizu_callback_requests_total{source="http"} 1.0' in text
+    assert 'mizu_http_request_seconds_count{api="mvapireq",status="200"} 1.0' in text
+    assert 'mizu_http_request_seconds_count{api="mvapireq",status="401"} 1.0' in text
+    assert "mizu_live_calls 0.0" in text
