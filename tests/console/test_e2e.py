@@ -10,6 +10,7 @@ from twisted.internet import reactor, threads
 from mizu.config import load_config
 from mizu.store.migrations import LATEST
 from mizu.tap import build
+from tests.running import running_mizu
 from tests.telnetclient import TelnetSession
 
 
@@ -26,15 +27,7 @@ async def start(tmp_path, database, **config):
     """A started mizu (store + console) on the test database, from ``write_config(**config)``."""
     path = tmp_path / "mizu.ini"
     write_config(path, **config)
-
-    def load():
-        return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
-
-    root = build(load(), load, reactor)
-    root.config_path = path
-    root.startService()
-    await root.whenReady()
-    return root
+    return await running_mizu(path, database, tmp_path / "var")
 
 
 @pytest_twisted.async_yield_fixture

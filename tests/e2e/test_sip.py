@@ -6,10 +6,9 @@ import signal
 import pytest_twisted
 from twisted.internet import reactor
 
-from mizu.config import load_config
-from mizu.tap import build
 from mizu.telephony import EndCause
 from tests.e2e.peers import RtpPeer, free_port, sipp, wait_until
+from tests.running import running_mizu
 
 PROMPT = os.path.join(os.path.dirname(__file__), "..", "..", "mizu", "sounds", "en",
                       "enter-destination.wav")
@@ -52,13 +51,7 @@ async def boot(tmp_path, database, sql, sip="", extra="", listen_host="127.0.0.1
                     "[http]\nlisten = tcp:0:interface=127.0.0.1\n"
                     "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
                     f"[console.users]\nadmin = pw\n{extra}")
-
-    def load():
-        return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
-
-    root = build(load(), load, reactor)
-    root.startService()
-    await root.whenReady()
+    root = await running_mizu(path, database, tmp_path / "var")
     sql("INSERT INTO tb_user (username, iscallback) VALUES ('4930555', 6)")
     sql("INSERT INTO tb_user (username, password) VALUES ('alice', 'wonder')")
     root.sip = root.getServiceNamed("sip")

@@ -1,10 +1,8 @@
 """The running mizu the HTTP tests talk to."""
 
 import pytest_twisted
-from twisted.internet import reactor
 
-from mizu.config import load_config
-from mizu.tap import build
+from tests.running import running_mizu
 
 
 @pytest_twisted.async_yield_fixture
@@ -14,13 +12,7 @@ async def api(tmp_path, database, sql):
     path.write_text("[sip]\nworkers = 0\n[http]\nlisten = tcp:0:interface=127.0.0.1\n"
                     "[console]\nlisten = tcp:0:interface=127.0.0.1\n"
                     "[console.users]\nadmin = pw\n")
-
-    def load():
-        return load_config(str(path), dsn=database, datadir=str(tmp_path / "var"))
-
-    root = build(load(), load, reactor)
-    root.startService()
-    await root.whenReady()
+    root = await running_mizu(path, database, tmp_path / "var")
     sql("INSERT INTO tb_user (username, password, credit) VALUES ('alice', 'wonder', 5)")
     sql("INSERT INTO tb_user (username, password) VALUES ('nopass', '')")
     sql("INSERT INTO tb_rates (prefix, price) VALUES ('44', 0.125)")
