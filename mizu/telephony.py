@@ -142,6 +142,16 @@ def refusal_code(code: int | None) -> int:
     return code if code is not None and 300 <= code <= 699 else 480
 
 
+def refuse(leg, code: int, reason: str, headers=()) -> None:
+    """Reject an unanswered incoming ``leg``; one that ended meanwhile is only noted."""
+    try:
+        d = leg.reject(code, reason, headers)
+    except LegGone:
+        return
+    d.addErrback(lambda f: log.info("leg {leg} not refused {code}: {e}", leg=leg.id,
+                                    code=code, e=f.getErrorMessage()))
+
+
 class LegBase:
     """What every ``ILeg`` implementation shares: its observer, its state and its end."""
 

@@ -128,11 +128,6 @@ class CallbackCall(CallSession):
         yield self.core.store.callbacks.requeue(self.row.id, config.retry_delay, why)
         log.info("callback {id}: {why}", id=self.row.id, why=why)
 
-    def _a_ended(self, cause):
-        if self.a.ended is None:
-            self.a.ended = self._now()
-            self.a.result = cause.cause if cause else "failed"
-
     @defer.inlineCallbacks
     def _ivr_done(self, outcome: str):
         if self.a_leg is not None and self.a_leg.state != "ended":

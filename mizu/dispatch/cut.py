@@ -12,7 +12,6 @@ from decimal import Decimal
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mizu.billing.rating import max_talk_seconds
 from mizu.errors import InsufficientCredit, MizuError
 
 log = Logger()
@@ -20,7 +19,8 @@ log = Logger()
 
 class CreditCut:
     """Mixed into ``CallSession``: uses its ``core``, ``a``/``b`` records, ``user``,
-    ``key``, ``reserved``, ``finished``, ``_total_at()`` and ``hangup_b()``."""
+    ``key``, ``reserved``, ``finished``, ``_talk_seconds()``, ``_total_at()`` and
+    ``hangup_b()``."""
 
     def _schedule_cut(self) -> None:
         self._a_at_b = self._a_elapsed()
@@ -28,10 +28,7 @@ class CreditCut:
 
     def _covered(self) -> int:
         """Seconds of talk from B's answer that the credit reserved so far pays for."""
-        seconds = max_talk_seconds(self.core.settings().ivrbilling, self.reserved,
-                                   self.a.tariff if self.a else None, self._a_at_b,
-                                   self.b.tariff)
-        return min(seconds, self.core.config().callback.max_call_time)
+        return self._talk_seconds(self.reserved, self.b.tariff, self._a_at_b)
 
     def _plan_cut(self, final: bool = False) -> None:
         """Reserve more shortly before the reservation runs out; cut when none is left."""

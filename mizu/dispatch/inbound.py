@@ -20,7 +20,7 @@ from mizu.dispatch.tables import BUILTIN_CALLBACK, BUILTIN_CARD
 from mizu.errors import LegGone, MizuError
 from mizu.ivr.session import IvrSession
 from mizu.store.ledger import Cdr
-from mizu.telephony import IInboundCallHandler
+from mizu.telephony import IInboundCallHandler, refuse
 
 log = Logger()
 
@@ -29,15 +29,6 @@ def session_key() -> str:
     """A key for a call with no callback row, unique across nodes and restarts (reservations
     and CDRs are grouped by it)."""
     return f"in{uuid.uuid4().hex[:16]}"
-
-
-def refuse(leg, code: int, reason: str) -> None:
-    """Refuse an unanswered incoming leg; one that went away meanwhile is only noted."""
-    try:
-        d = leg.reject(code, reason)
-    except LegGone:
-        return
-    d.addErrback(lambda f: log.debug("leg {leg} gone before {code}", leg=leg.id, code=code))
 
 
 @implementer(IInboundCallHandler)
@@ -148,11 +139,6 @@ class CardCall(CallSession):
     def _answered(self):
         self.a.answered = self._now()
         self._open_cdr(self.a)
-
-    def _a_ended(self, cause):
-        if self.a.ended is None:
-            self.a.ended = self._now()
-            self.a.result = cause.cause if cause else "failed"
 
     def _gone(self, failure):
         failure.trap(LegGone)

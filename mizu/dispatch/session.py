@@ -153,9 +153,18 @@ class CallSession(CreditCut):
                               self._a_elapsed(), bool(self.a and self.a.answered), None, 0, False)
         return a_charge.cost
 
-    def _talk_seconds(self, budget: Decimal, tariff) -> int:
+    def _a_ended(self, cause) -> None:
+        """The first leg's end, once (from its observer or the IVR's ``on_ended``)."""
+        if self.a.ended is None:
+            self.a.ended = self._now()
+            self.a.result = cause.cause if cause else "failed"
+
+    def _talk_seconds(self, budget: Decimal, tariff, a_elapsed: float | None = None) -> int:
+        """How long B may talk on ``budget``, A having run ``a_elapsed`` s (now: so far)."""
+        if a_elapsed is None:
+            a_elapsed = self._a_elapsed()
         seconds = max_talk_seconds(self.core.settings().ivrbilling, budget,
-                                   self.a.tariff if self.a else None, self._a_elapsed(), tariff)
+                                   self.a.tariff if self.a else None, a_elapsed, tariff)
         return min(seconds, self.core.config().callback.max_call_time)
 
     def _total_at(self, tariff, talk: int, a_elapsed: float | None = None) -> Decimal:

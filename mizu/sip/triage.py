@@ -18,18 +18,11 @@ from zope.interface import implementer
 from mizu.errors import LegGone, StoreError
 from mizu.sip import digest
 from mizu.sip.sipmsg import address_uri, uri_user
-from mizu.telephony import Caller, IInboundCallHandler, IIncomingCallHandler
+from mizu.telephony import Caller, IInboundCallHandler, IIncomingCallHandler, refuse
 
 log = Logger()
 REALM = "mizu"
 BAN_KIND = "sip"
-
-
-def refuse(leg, code: int, reason: str, headers=()) -> None:
-    """Reject ``leg``; a leg that ended meanwhile is no error worth more than a note."""
-    leg.reject(code, reason, headers).addErrback(
-        lambda f: log.info("leg {leg} not refused {code}: {e}", leg=leg.id, code=code,
-                           e=f.getErrorMessage()))
 
 
 @implementer(IInboundCallHandler)
