@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.11,<3.13",
     packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
     package_data={"twisted": ["plugins/mizu_plugin.py"],
-                  "mizu": ["sounds/*/*.wav", "ivr/scripts/*.ivr"]},
+                  "mizu": ["sounds/*/*.wav", "ivr/scripts/*.ivr", "http/web/*"]},
     install_requires=[
         "Twisted[tls]>=24.7",
         "txpostgres>=1.7",
@@ -25,6 +25,6 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6", "wheel",
-                 "treq>=23"],
+                 "treq>=23", "playwright>=1.40", "schemathesis>=3.30"],
     },
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +39,27 @@ class SipConfig:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """The HTTP API's listening endpoint."""
+    """The HTTP API: its endpoint, the operator's API key and the abuse limits.
+
+    ``authkey``: when set, ``/mvapireq/`` requests must carry ``authkey=`` with it.
+    ``trusted_proxies``: the addresses whose ``X-Forwarded-For`` is believed (the last
+    address it names is the client); from anyone else the header is ignored.
+    Rates are requests per second, sustained, with bursts of ``*_burst``; 0 turns a
+    limit off. ``user_rate`` counts requests that create a callback, per user.
+    """
 
     listen: str = "tcp:8080"
+    authkey: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    address_rate: float = 20.0
+    address_burst: int = 100
+    user_rate: float = 1.0
+    user_burst: int = 10
+    max_connections: int = 64
+    request_timeout: int = 10
+    max_body: int = 16384
+    max_header_bytes: int = 8192
+    max_headers: int = 64
 
 
 @dataclass(frozen=True)
@@ -175,6 +194,29 @@ def _parse_endpoint(text: str) -> str:
     return text
 
 
+def _parse_float(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+def _parse_addresses(text: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in text.replace(",", " ").split())
+    for address in addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"expected IP addresses, got {address!r}") from None
+    return addresses
+
+
 def _parse_choice(*choices: str):
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -222,7 +264,20 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "shutdown_grace": ("shutdown_grace", _parse_int(0, 3600)),
         "log_level": ("log_level", _parse_int(0, 6)),
     },
-    "http": {"listen": ("listen", _parse_endpoint)},
+    "http": {
+        "listen": ("listen", _parse_endpoint),
+        "authkey": ("authkey", _text),
+        "trusted_proxies": ("trusted_proxies", _parse_addresses),
+        "address_rate": ("address_rate", _parse_float(0, 1_000_000)),
+        "address_burst": ("address_burst", _parse_int(1, 1_000_000)),
+        "user_rate": ("user_rate", _parse_float(0, 1_000_000)),
+        "user_burst": ("user_burst", _parse_int(1, 1_000_000)),
+        "max_connections": ("max_connections", _parse_int(0, 1_000_000)),
+        "request_timeout": ("request_timeout", _parse_int(1, 3600)),
+        "max_body": ("max_body", _parse_int(1024, 16 * 1024 * 1024)),
+        "max_header_bytes": ("max_header_bytes", _parse_int(1024, 1024 * 1024)),
+        "max_headers": ("max_headers", _parse_int(8, 1000)),
+    },
     "console": {
         "listen": ("listen", _parse_endpoint),
         "login_timeout": ("login_timeout", _parse_int(5, 3600)),

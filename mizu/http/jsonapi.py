@@ -118,7 +118,8 @@ class JsonApiResource(resource.Resource):
         if request._disconnected:
             return
         request.setResponseCode(status)
-        if status == 401:
+        if status == 401 and not request.getHeader(b"x-requested-with"):
+            # a page's script asks with X-Requested-With: no browser login box for it
             request.setHeader(b"www-authenticate", b'Basic realm="mizu"')
         request.setHeader(b"content-type", b"application/json")
         request.write(json.dumps(body).encode())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import resource, server, static
 
 from mizu.http.jsonapi import JsonApiResource
 from mizu.http.mvapi import MvApiResource
@@ -29,9 +31,13 @@ class MetricsResource(resource.Resource):
         return self._metrics.render()
 
 
+WEB = os.path.join(os.path.dirname(__file__), "web")
+
+
 def site(dispatcher) -> server.Site:
-    """The resource tree: ``/mvapireq/``, ``/api/v1/`` and ``/metrics``."""
-    root = resource.Resource()
+    """The resource tree: the web page at ``/``, ``/mvapireq/``, ``/api/v1/``, ``/metrics``."""
+    root = static.File(WEB, defaultType="text/plain")
+    root.directoryListing = lambda: resource.NoResource("no such page")
     root.putChild(b"metrics", MetricsResource(dispatcher.metrics))
     root.putChild(b"mvapireq", MvApiResource(dispatcher))
     api = resource.Resource()
