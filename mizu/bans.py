@@ -70,6 +70,12 @@ class Bans:
             return False
         return True
 
+    def remaining(self, kind: str, host: str) -> float:
+        """Seconds until the ban on ``host`` by ``kind`` ends; 0 when it is not banned."""
+        if not self.is_banned(kind, host):
+            return 0.0
+        return self._banned[(kind, address_key(host))].until - self._clock.seconds()
+
     def failed(self, kind: str, host: str) -> bool:
         """Count one failure; True when it (or an earlier one) got the address banned."""
         if self.is_banned(kind, host):

@@ -20,6 +20,9 @@ class Metrics:
         self.free_slots = Gauge("mizu_free_call_slots", "SIP call slots free now", registry=r)
         self.http = Histogram("mizu_http_request_seconds", "HTTP API requests, by API and "
                               "status", ["api", "status"], registry=r)
+        self.refused = Counter("mizu_http_refused", "HTTP requests refused by a limit, by "
+                               "status (0: a connection over max_connections)", ["status"],
+                               registry=r)
         self.submit = Histogram("mizu_submit_seconds", "Time to authenticate and store a "
                                 "callback request", registry=r)
 

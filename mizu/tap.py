@@ -67,7 +67,7 @@ def build(config: Config, load, reactor):
         bridge.setIncomingHandler(Triage(store.users, lambda: root.settings, reactor,
                                          core=Inbound(dispatcher), bans=root.bans))
         bridge.setServiceParent(root)
-    HttpService(dispatcher, config.http.listen, reactor).setServiceParent(root)
+    HttpService(dispatcher, config.http, root.bans, reactor).setServiceParent(root)
     ConsoleService(root, config, reactor).setServiceParent(root)
     return root
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -36,8 +38,19 @@ class KeyReused(MizuError):
     code = "key-reused"
 
 
+class TooMany(MizuError):
+    """Too many requests; ``retry_after`` is how many whole seconds to wait."""
+
+    code = "too-many"
+
+    def __init__(self, reason: str, retry_after: float):
+        super().__init__(reason)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
 # Most specific first: the status a client can act on, per error.
 STATUS: list[tuple[type[Exception], int]] = [
+    (TooMany, 429),
     (TooLarge, 413),
     (Conflict, 409),
     (KeyReused, 422),
@@ -58,3 +71,10 @@ def http_error(failure: Failure) -> tuple[int, str]:
             return status, str(failure.value)
     log.failure("HTTP request failed", failure)
     return 500, "internal error"
+
+
+def error_headers(failure: Failure) -> list[tuple[bytes, bytes]]:
+    """The headers that go with an error: ``Retry-After`` for 429."""
+    if failure.check(TooMany):
+        return [(b"retry-after", str(failure.value.retry_after).encode())]
+    return []

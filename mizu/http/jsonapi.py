@@ -16,10 +16,8 @@ from twisted.web import resource, server
 
 from mizu.dispatch.request import CallbackRequest, clean_number
 from mizu.errors import AuthenticationFailed, BadRequest, NoRoute, NotFound
-from mizu.http.errors import Conflict, KeyReused, TooLarge, http_error
+from mizu.http.errors import Conflict, KeyReused, TooLarge, error_headers, http_error
 from mizu.http.mvapi import amount
-
-MAX_BODY = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,9 +80,10 @@ class JsonApiResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, dispatcher, document: dict):
+    def __init__(self, dispatcher, document: dict, limits):
         super().__init__()
         self._dispatcher = dispatcher
+        self._limits = limits
         self._document = json.dumps(document, indent=1).encode()
 
     def render(self, request):
@@ -104,20 +103,24 @@ class JsonApiResource(resource.Resource):
             params = _match(route, method, parts)
             if params is not None:
                 d = defer.maybeDeferred(getattr(self, route.handler), request, **params)
-                return d.addCallbacks(lambda body, s=route.status: (s, body), self._failed)
-        return defer.succeed((404, {"error": f"no route {method} /{'/'.join(parts)}"}))
+                return d.addCallbacks(lambda body, s=route.status: (s, body, []),
+                                      self._failed, errbackArgs=(request,))
+        return defer.succeed((404, {"error": f"no route {method} /{'/'.join(parts)}"}, []))
 
-    @staticmethod
-    def _failed(failure):
+    def _failed(self, failure, request):
+        if failure.check(AuthenticationFailed):
+            self._limits.login_failed(request)
         status, reason = http_error(failure)
-        return status, {"error": reason}
+        return status, {"error": reason}, error_headers(failure)
 
     @staticmethod
     def _write(result, request):
-        status, body = result
+        status, body, headers = result
         if request._disconnected:
             return
         request.setResponseCode(status)
+        for name, value in headers:
+            request.setHeader(name, value)
         if status == 401 and not request.getHeader(b"x-requested-with"):
             # a page's script asks with X-Requested-With: no browser login box for it
             request.setHeader(b"www-authenticate", b'Basic realm="mizu"')
@@ -135,11 +138,11 @@ class JsonApiResource(resource.Resource):
             return defer.fail(AuthenticationFailed("HTTP Basic credentials are required"))
         return self._dispatcher.authenticate(name, password)
 
-    @staticmethod
-    def _body(request) -> dict:
-        data = request.content.read(MAX_BODY + 1)
-        if len(data) > MAX_BODY:
-            raise TooLarge(f"the body is larger than {MAX_BODY} bytes")
+    def _body(self, request) -> dict:
+        limit = self._limits.config.max_body  # the channel refuses longer bodies first
+        data = request.content.read(limit + 1)
+        if len(data) > limit:
+            raise TooLarge(f"the body is larger than {limit} bytes")
         try:
             body = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -159,6 +162,7 @@ class JsonApiResource(resource.Resource):
         submit = CallbackRequest(anum=body.get("anum", ""), bnum=body.get("bnum", ""),
                                  source="http", userid=user.id)
         if key is None:
+            self._limits.check_user(user.id)
             cbid = yield self._dispatcher.submit(submit)
             return {"id": cbid, "status": "pending"}
         keys = self._dispatcher.core.store.idempotency
@@ -173,6 +177,7 @@ class JsonApiResource(resource.Resource):
             row = yield self._dispatcher.core.store.callbacks.get(cbid)
             return {"id": cbid, "status": row.status if row else "pending"}
         try:
+            self._limits.check_user(user.id)
             cbid = yield self._dispatcher.submit(submit)
         except Exception:
             yield keys.release(user.id, key)

@@ -10,6 +10,7 @@ or ``ERROR: <reason>``; ``format=json`` gives ``{"status": "OK", "data": ...}`` 
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from decimal import Decimal
@@ -18,8 +19,8 @@ from twisted.internet import defer
 from twisted.web import resource, server
 
 from mizu.dispatch.request import CallbackRequest, clean_number
-from mizu.errors import BadRequest, NoRoute
-from mizu.http.errors import http_error
+from mizu.errors import AuthenticationFailed, BadRequest, NoRoute
+from mizu.http.errors import error_headers, http_error
 
 ENTRIES = ("apitest", "callback", "p2p", "balance", "rating")
 MAX_VALUE = 256
@@ -52,9 +53,10 @@ class MvApiResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, dispatcher):
+    def __init__(self, dispatcher, limits):
         super().__init__()
         self._dispatcher = dispatcher
+        self._limits = limits
 
     def render_GET(self, request):
         request.mizu_started = time.monotonic()
@@ -71,21 +73,25 @@ class MvApiResource(resource.Resource):
             d = self._entry(fields)
         except Exception:
             d = defer.fail()
-        d.addCallbacks(lambda data: (200, "OK", data), self._failed)
+        d.addCallbacks(lambda data: (200, "OK", data, []), self._failed,
+                       errbackArgs=(request,))
         d.addCallback(lambda result: self._write(request, fmt, *result))
         d.addCallback(lambda _: self._dispatcher.metrics.http.labels(
             "mvapireq", str(request.code)).observe(time.monotonic() - request.mizu_started))
 
-    @staticmethod
-    def _failed(failure):
+    def _failed(self, failure, request):
+        if failure.check(AuthenticationFailed):
+            self._limits.login_failed(request)
         status, reason = http_error(failure)
-        return status, "ERROR", reason
+        return status, "ERROR", reason, error_headers(failure)
 
     @staticmethod
-    def _write(request, fmt, status, outcome, data):
+    def _write(request, fmt, status, outcome, data, headers):
         if request._disconnected:
             return
         request.setResponseCode(status)
+        for name, value in headers:
+            request.setHeader(name, value)
         if fmt == "json":
             request.setHeader(b"content-type", b"application/json")
             key = "data" if outcome == "OK" else "reason"
@@ -102,15 +108,19 @@ class MvApiResource(resource.Resource):
         entry = fields.get("apientry", "")
         if entry not in ENTRIES:
             raise BadRequest(f"unknown apientry {entry!r} (one of {', '.join(ENTRIES)})")
-        username, password = fields.get("authid", ""), fields.get("authpwd", "")
+        key = self._limits.config.authkey
+        if key and not hmac.compare_digest(fields.get("authkey", "").encode(), key.encode()):
+            raise AuthenticationFailed("wrong authkey")
+        user = yield self._dispatcher.authenticate(fields.get("authid", ""),
+                                                   fields.get("authpwd", ""))
         if entry in ("callback", "p2p"):
             if entry == "p2p" and not fields.get("bnum"):
                 raise BadRequest("B-number is missing")
+            self._limits.check_user(user.id)
             cbid = yield self._dispatcher.submit(CallbackRequest(
                 anum=fields.get("anum", ""), bnum=fields.get("bnum", ""), source="http",
-                username=username, password=password))
+                userid=user.id))
             return str(cbid)
-        user = yield self._dispatcher.authenticate(username, password)
         if entry == "apitest":
             return None
         if entry == "balance":
