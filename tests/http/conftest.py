@@ -5,19 +5,21 @@ import pytest_twisted
 
 from tests.running import running_mizu
 
-BASE = ("[sip]\nworkers = 0\n[http]\nlisten = tcp:0:interface=127.0.0.1\n{http}"
+BASE = ("[sip]\nworkers = 0\n[http]\nlisten = {listen}\n{http}"
         "[console]\nlisten = tcp:0:interface=127.0.0.1\n[console.users]\nadmin = pw\n{rest}")
 
 
 @pytest.fixture
 def start_api(tmp_path, database, sql):
-    """``await start_api(http="key = value\\n", rest="[section]\\n...")``: a started mizu
-    (no SIP workers: requests are stored) with alice, nopass and one rate; stopped after."""
+    """``await start_api(http="key = value\\n", rest="[section]\\n...", listen=...)``:
+    a started mizu (no SIP workers: requests are stored) with alice, nopass and one rate;
+    stopped after the test."""
     started = []
 
-    async def start(http: str = "", rest: str = ""):
+    async def start(http: str = "", rest: str = "",
+                    listen: str = "tcp:0:interface=127.0.0.1"):
         path = tmp_path / "mizu.ini"
-        path.write_text(BASE.format(http=http, rest=rest))
+        path.write_text(BASE.format(listen=listen, http=http, rest=rest))
         root = await running_mizu(path, database, tmp_path / "var")
         started.append(root)
         sql("INSERT INTO tb_user (username, password, credit) VALUES ('alice', 'wonder', 5)")
