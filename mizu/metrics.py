@@ -17,6 +17,7 @@ class Metrics:
                                 ["status"], registry=r)
         self.charged = Counter("mizu_credit_charged", "Credit charged to users", registry=r)
         self.live = Gauge("mizu_live_calls", "Call sessions in progress", registry=r)
+        self.ivr = Gauge("mizu_ivr_sessions", "IVR sessions running", registry=r)
         self.free_slots = Gauge("mizu_free_call_slots", "SIP call slots free now", registry=r)
         self.http = Histogram("mizu_http_request_seconds", "HTTP API requests, by API and "
                               "status", ["api", "status"], registry=r)

@@ -105,7 +105,7 @@ class CallbackCall(CallSession):
                                    BUILTIN_CALLBACK)
         self._ivr = IvrSession(leg, script, self, tables.prompts, self.core.clock,
                                self._limits, name=self.key, on_ended=self._a_ended)
-        self._ivr.run().addCallback(self._ivr_done)
+        self.core.run_ivr(self._ivr).addCallback(self._ivr_done)
 
     def legEnded(self, leg, cause):
         # Only before the answer: afterwards the IVR session observes A.

@@ -131,7 +131,7 @@ class CardCall(CallSession):
                          self._limits, name=self.key, on_ended=self._a_ended)
         d = self.a_leg.answer()
         d.addCallback(lambda _: self._answered())
-        d.addCallback(lambda _: ivr.run())
+        d.addCallback(lambda _: self.core.run_ivr(ivr))
         d.addCallback(self._ivr_done)
         d.addErrback(self._gone)
         return defer.succeed(None)

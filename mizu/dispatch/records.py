@@ -18,6 +18,16 @@ class Core:
     config: object  # callable: the Config in force
     metrics: object = None  # mizu.metrics.Metrics, when counted
 
+    def run_ivr(self, ivr):
+        """``ivr.run()``, counted in ``mizu_ivr_sessions`` while it runs."""
+        if self.metrics is None:
+            return ivr.run()
+        gauge = self.metrics.ivr
+        gauge.inc()
+        d = ivr.run()
+        d.addBoth(lambda result: (gauge.dec(), result)[1])
+        return d
+
 
 @dataclass
 class LegRecord:
