@@ -65,6 +65,15 @@ class MvApiResource(resource.Resource):
 
     render_POST = render_GET
 
+    def render(self, request):
+        if request.method in (b"GET", b"POST", b"HEAD"):
+            return super().render(request)
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"GET, POST")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        method = request.method.decode("latin-1")[:20]
+        return f"ERROR: method {method!r} not allowed: use GET or POST\n".encode()
+
     def _answer(self, request):
         fmt = "text"
         try:
