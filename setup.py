@@ -22,6 +22,7 @@ setup(
         "zope.interface>=6",
         "bcrypt>=4",
         "prometheus_client>=0.17",
+        "smpp.pdu3>=0.6",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6", "wheel",
