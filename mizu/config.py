@@ -85,6 +85,10 @@ class SmppConfig:
     system_type: str = ""
     bind: str = "transceiver"
     source_addr: str = ""
+    enquire_interval: int = 30
+    response_timeout: int = 10
+    replies: bool = True
+    duplicate_window: int = 600
 
 
 @dataclass(frozen=True)
@@ -293,6 +297,10 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "system_type": ("system_type", _text),
         "bind": ("bind", _parse_choice("transceiver", "receiver")),
         "source_addr": ("source_addr", _text),
+        "enquire_interval": ("enquire_interval", _parse_int(5, 3600)),
+        "response_timeout": ("response_timeout", _parse_int(1, 300)),
+        "replies": ("replies", _parse_bool),
+        "duplicate_window": ("duplicate_window", _parse_int(0, 86400)),
     },
     "security": {
         "ban_failures": ("ban_failures", _parse_int(0, 1_000_000)),

@@ -24,6 +24,8 @@ class Metrics:
         self.refused = Counter("mizu_http_refused", "HTTP requests refused by a limit, by "
                                "status (0: a connection over max_connections)", ["status"],
                                registry=r)
+        self.sms = Counter("mizu_sms_messages", "Inbound SMS (deliver_sm), by outcome",
+                           ["outcome"], registry=r)
         self.submit = Histogram("mizu_submit_seconds", "Time to authenticate and store a "
                                 "callback request", registry=r)
 

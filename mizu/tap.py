@@ -47,7 +47,7 @@ def _check_reachable(config: Config) -> None:
 
 def build(config: Config, load, reactor):
     """The root service with its children in start order: store, dispatcher, sip, http,
-    console."""
+    smpp, console."""
     from mizu.console.service import ConsoleService
     from mizu.dispatch.dispatcher import Dispatcher
     from mizu.dispatch.inbound import Inbound
@@ -55,6 +55,7 @@ def build(config: Config, load, reactor):
     from mizu.service import MizuService
     from mizu.sip.bridge import SipBridge
     from mizu.sip.triage import Triage
+    from mizu.sms.service import SmppService
     from mizu.store.service import StoreService
 
     root = MizuService(config, load, reactor)
@@ -68,6 +69,7 @@ def build(config: Config, load, reactor):
                                          core=Inbound(dispatcher), bans=root.bans))
         bridge.setServiceParent(root)
     HttpService(dispatcher, config.http, root.bans, reactor).setServiceParent(root)
+    SmppService(root, dispatcher, reactor).setServiceParent(root)
     ConsoleService(root, config, reactor).setServiceParent(root)
     return root
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.web import resource, server
 
+from mizu.billing.money import amount
 from mizu.dispatch.request import CallbackRequest, clean_number
 from mizu.errors import AuthenticationFailed, BadRequest, NoRoute, NotFound
 from mizu.http.errors import Conflict, KeyReused, TooLarge, error_headers, http_error
-from mizu.http.mvapi import amount
 
 
 @dataclass(frozen=True)

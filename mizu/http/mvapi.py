@@ -18,19 +18,13 @@ from decimal import Decimal
 from twisted.internet import defer
 from twisted.web import resource, server
 
+from mizu.billing.money import amount
 from mizu.dispatch.request import CallbackRequest, clean_number
 from mizu.errors import AuthenticationFailed, BadRequest, NoRoute
 from mizu.http.errors import error_headers, http_error
 
 ENTRIES = ("apitest", "callback", "p2p", "balance", "rating")
 MAX_VALUE = 256
-
-
-def amount(value: Decimal) -> str:
-    """Money as a plain decimal with two places at least: ``5.00``, ``0.0125``."""
-    text = format(value.normalize(), "f")
-    whole, _, cents = text.partition(".")
-    return f"{whole}.{cents.ljust(2, '0')}"
 
 
 def arguments(request) -> dict[str, str]:

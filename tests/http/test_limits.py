@@ -10,9 +10,10 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from mizu.bans import Bans
+from mizu.buckets import TokenBuckets
 from mizu.config import HttpConfig
 from mizu.http.errors import TooMany
-from mizu.http.limits import HttpLimits, TokenBuckets
+from mizu.http.limits import HttpLimits
 
 ALICE = {"authid": "alice", "authpwd": "wonder"}
 
