@@ -27,6 +27,6 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pexpect>=4.8", "ruff>=0.6", "wheel",
                  "treq>=23", "playwright>=1.40", "schemathesis>=4.0",
-                 "openapi-spec-validator>=0.7"],
+                 "openapi-spec-validator>=0.7", "smpplib~=2.2"],
     },
 )

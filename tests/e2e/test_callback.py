@@ -32,6 +32,7 @@ from tests.e2e.peers import (
     wait_until,
 )
 from tests.e2e.test_sip import boot, finished
+from tests.sms.smsc import Smsc, gsm_hex
 
 A_NUMBER, B_NUMBER = "4917011", "4420111"
 A_PRICE, B_PRICE = Decimal("0.06"), Decimal("0.60")  # per minute, billed by the second
@@ -420,3 +421,30 @@ async def test_callback_requested_over_http_reaches_sipp(rig):
     assert user_of(invite(a_trace).split(" ")[1]) == A_NUMBER
     await wait_until(lambda: rig.status(cbid) == "failed", what="the end")
     assert rig.callback(cbid) == ("failed", "A busy", "http", rig.user_id(), 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_callback_requested_by_sms_reaches_sipp(rig):
+    """SMPP enabled by a reload; the SMSC (Net::SMPP) delivers "CB" from A's phone: the row
+    is stored (source sms), A (SIPp) gets the INVITE and is busy: the row fails 'A busy'."""
+    smsc = Smsc()
+    await smsc.start()
+    try:
+        path = rig.root.config_path
+        path.write_text(path.read_text() + f"[smpp]\nenabled = yes\nhost = 127.0.0.1\n"
+                        f"port = {smsc.port}\nsystem_id = mizu\npassword = pw\n")
+        await rig.root.reload()
+        await smsc.wait_for("bind", status=0)
+        a, a_trace, _ = await rig.uas("uas_busy.xml", port=rig.port_a, rtp=False)
+        await wait_until(lambda: any(line.startswith("smpp bound")
+                                     for line in rig.root.status_lines()), what="bound")
+        seq = await smsc.deliver(A_NUMBER, "4000", gsm_hex("CB"))
+        assert (await smsc.wait_for("deliver_sm_resp", seq=seq))["status"] == 0
+        (cbid,) = rig.sql("SELECT id FROM tb_callbacks WHERE source = 'sms'")[0]
+        await finished(a)
+        assert user_of(invite(a_trace).split(" ")[1]) == A_NUMBER
+        await wait_until(lambda: rig.status(cbid) == "failed", what="the end")
+        assert rig.callback(cbid) == ("failed", "A busy", "sms", rig.user_id(), 1)
+    finally:
+        await rig.root.stopService()
+        await smsc.stop()
