@@ -7,6 +7,7 @@ host usually holds a whole /64. Each front end counts its failures apart (``kind
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Ban:
     failures: int
 
 
+@functools.lru_cache(maxsize=4096)  # parsed for every HTTP request: keep it cheap
 def address_key(host: str) -> str:
     """The unit a ban covers: the IPv4 address, or the /64 of an IPv6 address."""
     try:

@@ -60,6 +60,7 @@ class HttpConfig:
     max_body: int = 16384
     max_header_bytes: int = 8192
     max_headers: int = 64
+    access_log: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "max_body": ("max_body", _parse_int(1024, 16 * 1024 * 1024)),
         "max_header_bytes": ("max_header_bytes", _parse_int(1024, 1024 * 1024)),
         "max_headers": ("max_headers", _parse_int(8, 1000)),
+        "access_log": ("access_log", _parse_bool),
     },
     "console": {
         "listen": ("listen", _parse_endpoint),

@@ -124,20 +124,24 @@ class Dispatcher(Service):
 
     # -- submit ---------------------------------------------------------------------------
     @defer.inlineCallbacks
-    def submit(self, request: CallbackRequest, authenticated: bool | None = None):
-        """Authenticate and store ``request``; fires with its id once it is stored."""
+    def submit(self, request: CallbackRequest, authenticated: bool | None = None,
+               user=None):
+        """Authenticate and store ``request``; fires with its id once it is stored.
+
+        ``user``: the ``User`` of ``request.userid`` when the front end has just loaded it
+        (authenticating), which saves looking it up again."""
         with self.metrics.submit.time():
-            cbid = yield self._submit(request, authenticated)
+            cbid = yield self._submit(request, authenticated, user)
         self.metrics.requests.labels(request.source).inc()
         return cbid
 
     @defer.inlineCallbacks
-    def _submit(self, request: CallbackRequest, authenticated: bool | None):
+    def _submit(self, request: CallbackRequest, authenticated: bool | None, known=None):
         if request.source not in SOURCES:
             raise BadRequest(f"unknown source {request.source!r}")
         anum = clean_number(request.anum, "A-number")
         bnum = clean_number(request.bnum, "B-number") if request.bnum else ""
-        user, authed = yield self._payer(request, anum)
+        user, authed = yield self._payer(request, anum, known)
         if authenticated is not None:
             authed = authenticated and user is not None
         settings = self._root.settings
@@ -154,13 +158,16 @@ class Dispatcher(Service):
         return cbid
 
     @defer.inlineCallbacks
-    def _payer(self, request: CallbackRequest, anum: str):
+    def _payer(self, request: CallbackRequest, anum: str, known=None):
         """(user, authenticated) for a request; ``AuthenticationFailed`` stores nothing."""
         users = self._root.store.users
         if request.source == "ani" and request.userid is None:
             return None, False  # the policy found no payer: the IVR asks for a PIN
         if request.userid is not None:
-            user = yield users.by_id(request.userid)
+            if known is not None and known.id == request.userid:
+                user = known
+            else:
+                user = yield users.by_id(request.userid)
             if user is None:
                 raise NotFound(f"no user with id {request.userid}")
         elif request.username and request.password is not None:

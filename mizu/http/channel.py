@@ -164,7 +164,9 @@ class LimitedSite(server.Site):
     requestFactory = LimitedRequest
 
     def __init__(self, resource, limits, metrics, clock, refused):
-        super().__init__(resource, reactor=clock, timeout=None)
+        # POST forms are parsed by the resource that takes them (mvapi.arguments), not for
+        # every request by Twisted's costly Content-Type parser.
+        super().__init__(resource, reactor=clock, timeout=None, parsePOSTFormSubmission=False)
         self.limits = limits
         self.metrics = metrics
         self.clock = clock
@@ -191,6 +193,10 @@ class LimitedSite(server.Site):
             self._connections[key] = left
         else:
             self._connections.pop(key, None)
+
+    def log(self, request):
+        if self.limits.config.access_log:
+            super().log(request)
 
     def getResourceFor(self, request):
         try:

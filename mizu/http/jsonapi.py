@@ -163,7 +163,7 @@ class JsonApiResource(resource.Resource):
                                  source="http", userid=user.id)
         if key is None:
             self._limits.check_user(user.id)
-            cbid = yield self._dispatcher.submit(submit)
+            cbid = yield self._dispatcher.submit(submit, user=user)
             return {"id": cbid, "status": "pending"}
         keys = self._dispatcher.core.store.idempotency
         digest = hashlib.sha256(json.dumps([submit.anum, submit.bnum]).encode()).hexdigest()
@@ -178,7 +178,7 @@ class JsonApiResource(resource.Resource):
             return {"id": cbid, "status": row.status if row else "pending"}
         try:
             self._limits.check_user(user.id)
-            cbid = yield self._dispatcher.submit(submit)
+            cbid = yield self._dispatcher.submit(submit, user=user)
         except Exception:
             yield keys.release(user.id, key)
             raise

@@ -14,6 +14,7 @@ import hmac
 import json
 import time
 from decimal import Decimal
+from urllib.parse import parse_qs
 
 from twisted.internet import defer
 from twisted.web import resource, server
@@ -27,10 +28,25 @@ ENTRIES = ("apitest", "callback", "p2p", "balance", "rating")
 MAX_VALUE = 256
 
 
+FORM = b"application/x-www-form-urlencoded"
+
+
+def _form(request) -> dict[bytes, list[bytes]]:
+    """The query's fields, and a POST form's (which win, as in Twisted's own parsing)."""
+    args = dict(request.args)
+    if request.method == b"POST":
+        kind = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if kind == FORM:
+            args.update(parse_qs(request.content.read(), keep_blank_values=True))
+        elif kind:
+            raise BadRequest("a POST form must be application/x-www-form-urlencoded")
+    return args
+
+
 def arguments(request) -> dict[str, str]:
     """The query and form fields, one value each; ``BadRequest`` for bytes not UTF-8."""
     fields = {}
-    for key, values in request.args.items():
+    for key, values in _form(request).items():
         try:
             name = key.decode("utf-8")
             value = values[-1].decode("utf-8")
@@ -122,7 +138,7 @@ class MvApiResource(resource.Resource):
             self._limits.check_user(user.id)
             cbid = yield self._dispatcher.submit(CallbackRequest(
                 anum=fields.get("anum", ""), bnum=fields.get("bnum", ""), source="http",
-                userid=user.id))
+                userid=user.id), user=user)
             return str(cbid)
         if entry == "apitest":
             return None

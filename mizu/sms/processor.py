@@ -131,7 +131,7 @@ class SmsProcessor:
                                   source="sms", userid=user.id)
         window = self._config().duplicate_window
         if not window:
-            cbid = yield self._dispatcher.submit(request)
+            cbid = yield self._dispatcher.submit(request, user=user)
             return "stored", self._accepted(cbid, request)
         keys = self._store.idempotency
         digest = hashlib.sha256(
@@ -143,7 +143,7 @@ class SmsProcessor:
                 raise StoreError("a copy of this message is still being stored")
             return "duplicate", self._accepted(first[1], request)
         try:
-            cbid = yield self._dispatcher.submit(request)
+            cbid = yield self._dispatcher.submit(request, user=user)
         except Exception:
             yield keys.release(user.id, key)
             raise

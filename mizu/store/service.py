@@ -35,7 +35,7 @@ class StoreService(Service):
         self.schema_version: int | None = None
         self.config = ConfigTable(self)
         self.users = Users(self)
-        self.callbacks = Callbacks(self)
+        self.callbacks = Callbacks(self, reactor)
         self.ledger = Ledger(self)
         self.catalog = Catalog(self)
         self.idempotency = Idempotency(self)

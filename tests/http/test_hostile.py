@@ -40,6 +40,10 @@ async def test_odd_but_wellformed_requests_get_precise_errors(api, sql):
     assert status_of(answer) == 401 and answer.endswith(b"\r\n\r\n")  # no body
     answer = await raw(api, b"GET /mvapireq/?apientry=apitest&authid=%ff%fe HTTP/1.0\r\n\r\n")
     assert status_of(answer) == 400 and answer.endswith(b"ERROR: the request is not UTF-8\n")
+    response = await treq.post(api.url, files={"apientry": ("x", b"apitest")})
+    assert response.code == 400
+    assert (await response.text()) == (
+        "ERROR: a POST form must be application/x-www-form-urlencoded\n")
     auth = ("alice", "wonder")
     response = await treq.get(api.base + "/api/v1/callbacks/" + "9" * 40, auth=auth)
     assert response.code == 404

@@ -68,7 +68,8 @@ class Dispatcher:
         self.submitted = []
         self.fail = None
 
-    def submit(self, request):
+    def submit(self, request, user=None):
+        assert user is not None and user.id == request.userid
         if self.fail:
             return defer.fail(self.fail)
         self.submitted.append(request)

@@ -231,3 +231,31 @@ def test_a_phone_trigger_has_one_live_request_per_a_number(callbacks, sql):
     later = yield callbacks.insert(userid=None, anum="4917011", source="ani")
     assert later not in (first, other, console)
     assert sql("SELECT count(*) FROM tb_callbacks WHERE anum = '4917011'")[0][0] == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_inserts_are_coalesced_each_with_its_own_id(database, sql):
+    """200 inserts at once go in a few statements; each request gets the id of its own
+    row; a bad row in a batch fails alone."""
+    pool = await started_pool(database)
+    try:
+        queue = Callbacks(pool)
+        uid = user(sql)
+        statements = []
+        run = pool.runQuery
+        pool.runQuery = lambda q, p=None: (statements.append(q), run(q, p))[1]
+        numbers = [f"49170{i:04d}" for i in range(200)]
+        ids = await defer.gatherResults([
+            defer.ensureDeferred(queue.insert(userid=uid, anum=n, source="http",
+                                              delay=i % 3))
+            for i, n in enumerate(numbers)])
+        assert len(statements) <= 4
+        stored = dict(sql("SELECT id, anum FROM tb_callbacks"))
+        assert [stored[i] for i in ids] == numbers
+        results = await defer.DeferredList([
+            defer.ensureDeferred(queue.insert(userid=u, anum="4930111", source="http"))
+            for u in (uid, 999_999, uid)], consumeErrors=True)
+        assert [ok for ok, _ in results] == [True, False, True]  # no user 999999
+        assert sql("SELECT count(*) FROM tb_callbacks WHERE anum = '4930111'")[0][0] == 2
+    finally:
+        pool.close()
