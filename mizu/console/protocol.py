@@ -216,6 +216,19 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
                  + (f" reason={r.reason}" if r.reason else "") for r in rows]
         return lines + [f"{len(rows)} callback(s)"]
 
+    def do_drain(self, what=None):
+        """drain [cancel] -- stop taking calls (live calls finish), or take them again"""
+        dispatcher = self.server.dispatcher
+        if what == "cancel":
+            dispatcher.resume()
+            log.info("console user {user} cancelled the drain", user=self.user)
+            return ["taking calls again"]
+        if what is not None:
+            raise CommandError("usage: drain [cancel]")
+        live = dispatcher.drain()
+        log.info("console user {user} drained the node", user=self.user)
+        return [f"draining: {live} live call(s) left; no new calls"]
+
     def do_hangup(self, ident):
         """hangup <id> -- end a live call: a callback id or a session from calls"""
         session = self.server.dispatcher.session_for(ident)

@@ -51,6 +51,7 @@ class Dispatcher(Service):
                            lambda: telephony.available(1) if telephony is not None else 0)
         self.tables: Tables | None = None
         self.sessions: dict[str, object] = {}
+        self.draining = False  # the operator's drain: no claims, no new incoming calls
         self._draining = False
         self._again = False
         self._wake_call = None
@@ -234,8 +235,8 @@ class Dispatcher(Service):
     @defer.inlineCallbacks
     def _drain(self):
         callbacks = self._root.store.callbacks
-        if self.core.telephony is None:
-            return  # a node without SIP stores requests; nodes with SIP dial them
+        if self.core.telephony is None or self.draining:
+            return  # a node without SIP (or drained) stores requests; others dial them
         while self.running:
             room = self.core.telephony.available(2)
             if room <= 0:
@@ -309,9 +310,27 @@ class Dispatcher(Service):
 
     def status_lines(self) -> list[str]:
         t = self.tables
-        return [f"dispatcher node={self.core.node} sessions={len(self.sessions)} "
-                f"rates={len(t.rates) if t else 0} routes={len(t.routes) if t else 0} "
-                f"campaigns={len(t.campaigns) if t else 0}"]
+        lines = [f"dispatcher node={self.core.node} sessions={len(self.sessions)} "
+                 f"rates={len(t.rates) if t else 0} routes={len(t.routes) if t else 0} "
+                 f"campaigns={len(t.campaigns) if t else 0}"]
+        if self.draining:
+            lines.append(f"draining: {len(self.sessions)} live call(s) left; no new calls")
+        return lines
+
+    # -- the operator's drain -------------------------------------------------------------
+    def drain(self) -> int:
+        """Stop claiming queued callbacks and taking new incoming calls; live calls go on.
+        Requests are still stored (for other nodes, or for after ``resume``). Fires with
+        the number of live calls."""
+        self.draining = True
+        log.info("draining: {n} live call(s); no new calls", n=len(self.sessions))
+        return len(self.sessions)
+
+    def resume(self) -> None:
+        """End a drain: claim queued callbacks and take incoming calls again."""
+        self.draining = False
+        log.info("drain cancelled: taking calls again")
+        self.wake()
 
     def call_lines(self) -> list[str]:
         return [s.describe() for s in self.sessions.values()]

@@ -43,6 +43,9 @@ class Inbound:
         return self._dispatcher.core
 
     def inboundCall(self, leg, invite, access, caller):
+        if self._dispatcher.draining:
+            refuse(leg, 503, "Service Unavailable", ["Retry-After: 60"])
+            return
         self._handle(leg, access, caller).addErrback(self._failed, leg)
 
     def _failed(self, failure, leg):

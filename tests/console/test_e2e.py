@@ -114,8 +114,8 @@ async def test_help_lists_commands(server):
     lines, final = await run(t, "help")
     assert final == "OK"
     assert [line.split()[0] for line in lines] == [
-        "banned", "callback", "callbacks", "calls", "config", "delbanned", "hangup", "help",
-        "quit", "reload", "status"]
+        "banned", "callback", "callbacks", "calls", "config", "delbanned", "drain", "hangup",
+        "help", "quit", "reload", "status"]
     assert await run(t, "help reload") == (
         ["reload -- re-read config, tb_config, rates, routes, campaigns, scripts; calls go on"],
         "OK")
@@ -356,4 +356,18 @@ async def test_callback_commands_store_list_and_refuse(server, sql):
     assert await run(t, "callbacks everything") == ([], "ERROR: usage: callbacks [pending|all]")
     assert await run(t, "hangup 12345") == ([], "ERROR: no live call '12345'")
     assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 1
+    t.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_drain_and_cancel(server):
+    """drain says how many calls are left and status shows it; drain cancel ends it."""
+    t = await session(server)
+    assert await run(t, "drain") == (["draining: 0 live call(s) left; no new calls"], "OK")
+    lines, final = await run(t, "status")
+    assert "draining: 0 live call(s) left; no new calls" in lines
+    assert await run(t, "drain now") == ([], "ERROR: usage: drain [cancel]")
+    assert await run(t, "drain cancel") == (["taking calls again"], "OK")
+    lines, final = await run(t, "status")
+    assert not [line for line in lines if line.startswith("draining")]
     t.close()

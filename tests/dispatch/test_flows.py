@@ -393,3 +393,28 @@ async def test_ani_trigger_the_policy_left_unpaid_stores_no_payer(harness):
     await h.until(lambda: leg.state == "ended")
     assert leg.final_code == 480
     assert h.sql("SELECT userid, authenticated FROM tb_callbacks") == [(None, False)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_drain_keeps_live_calls_refuses_new_ones_and_queues_requests(harness):
+    """While drained: the bridged call goes on, an incoming call gets 503, a new request is
+    stored but not dialled; after resume it is dialled."""
+    h = harness
+    cbid, a, b = await h.bridged()
+    assert h.dispatcher.drain() == 1
+    assert "draining: 1 live call(s) left; no new calls" in h.dispatcher.status_lines()
+    access = await h.root.store.users.access_number("4930555")
+    user = await h.root.store.users.by_username("alice")
+    leg = FakeLeg(h.fake, "t2", "in")
+    h.fake.legs[leg.id] = leg
+    Inbound(h.dispatcher).inboundCall(leg, None, access, Caller("4917011", "ip", user=user))
+    assert leg.final_code == 503
+    second = await h.alices_callback()
+    await h.advance(10, step=0.5)
+    assert len(h.fake.originated) == 2 and h.status(second)[0] == "pending"
+    assert b.state == "answered"
+    b.far_hangs_up()
+    await h.until(lambda: h.status(cbid)[0] == "completed")
+    h.dispatcher.resume()
+    await h.leg(3)
+    assert not any(line.startswith("draining") for line in h.dispatcher.status_lines())
