@@ -89,7 +89,7 @@ class SmppConfig:
     enquire_interval: int = 30
     response_timeout: int = 10
     replies: bool = True
-    duplicate_window: int = 600
+    duplicate_window: int = 120
 
 
 @dataclass(frozen=True)

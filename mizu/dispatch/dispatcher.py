@@ -150,7 +150,7 @@ class Dispatcher(Service):
         cbid = yield self._root.store.callbacks.insert(
             userid=user.id if user else None, anum=anum, bnum=bnum, source=request.source,
             accessnumber=request.accessnumber, ivrid=request.campaign, authenticated=authed,
-            callerid=request.callerid, delay=max(0.0, delay))
+            callerid=request.callerid, delay=max(0.0, delay), same_within=request.same_within)
         log.info("callback {id} stored: {anum} -> {bnum} from {source} user={user}", id=cbid,
                  anum=anum, bnum=bnum or "(IVR asks)", source=request.source,
                  user=user.username if user else "-")

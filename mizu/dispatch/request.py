@@ -47,3 +47,4 @@ class CallbackRequest:
     campaign: int = 0
     callerid: str = ""
     delay: float | None = None
+    same_within: float = 0.0  # a copy stored this many seconds ago is this request (SMS)

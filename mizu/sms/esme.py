@@ -62,6 +62,9 @@ def _text(value) -> str:
     return str(value)
 
 
+_ESM, _CODING = EsmClassEncoder(), DataCodingEncoder()
+
+
 def _message(pdu) -> InboundSms:
     params = pdu.params
     body = params.get("short_message") or params.get("message_payload") or b""
@@ -70,9 +73,24 @@ def _message(pdu) -> InboundSms:
     return InboundSms(
         source_addr=_text(params.get("source_addr")),
         destination_addr=_text(params.get("destination_addr")),
-        esm_class=EsmClassEncoder().encode(esm)[0] if esm is not None else 0,
-        data_coding=DataCodingEncoder().encode(coding)[0] if coding is not None else 0,
+        esm_class=_ESM.encode(esm)[0] if esm is not None else 0,
+        data_coding=_CODING.encode(coding)[0] if coding is not None else 0,
         short_message=bytes(body))
+
+
+_DELIVER_SM_RESP = 0x80000005
+_STATUS_CODES = {status: code for code, status in (
+    (0x00, Status.ESME_ROK), (0x04, Status.ESME_RINVBNDSTS), (0x58, Status.ESME_RTHROTTLED),
+    (0x64, Status.ESME_RX_T_APPN))}
+
+
+def deliver_sm_resp(seq: int, status) -> bytes:
+    """The answer to a deliver_sm, packed directly (it is sent for every message):
+    the header and an empty message_id."""
+    code = _STATUS_CODES.get(status)
+    if code is None:
+        return PDUEncoder().encode(operations.DeliverSMResp(seqNum=seq, status=status))
+    return _HEADER.pack(17, _DELIVER_SM_RESP, code, seq) + b"\0"
 
 
 def encode_reply(text: str) -> tuple[bytes, int]:
@@ -279,10 +297,10 @@ class Esme(protocol.Protocol):
 
     def _deliver(self, pdu):
         if not self.bound:
-            self._send(pdu.requireAck(seqNum=pdu.seqNum, status=Status.ESME_RINVBNDSTS))
+            self.transport.write(deliver_sm_resp(pdu.seqNum, Status.ESME_RINVBNDSTS))
             return
         if self._inflight >= MAX_INFLIGHT:
-            self._send(pdu.requireAck(seqNum=pdu.seqNum, status=Status.ESME_RTHROTTLED))
+            self.transport.write(deliver_sm_resp(pdu.seqNum, Status.ESME_RTHROTTLED))
             return
         self._inflight += 1
         d = defer.maybeDeferred(self.factory.handler.deliver, _message(pdu))
@@ -298,7 +316,7 @@ class Esme(protocol.Protocol):
         self._inflight -= 1
         if not self.connected:
             return  # the link is gone: the SMSC will deliver it again
-        self._send(pdu.requireAck(seqNum=pdu.seqNum, status=status))
+        self.transport.write(deliver_sm_resp(pdu.seqNum, status))
 
 
 class EsmeFactory(protocol.Factory):

@@ -9,9 +9,10 @@ The ESME hands over each ``deliver_sm``; the processor answers with the status f
 - a text that cannot be decoded or parsed, an unknown sender, a wrong PIN or password:
   acknowledged (delivering it again would not help), nothing stored, a reply says why;
 - the database unreachable: ``ESME_RX_T_APPN``, so the SMSC delivers it again later;
-- a copy of a message already stored (the same sender, access number and text within
+- a copy of a request already stored (the same user, A- and B-number within
   ``duplicate_window`` seconds: the SMSC delivering again a message whose answer was
-  lost) answers the first callback and stores nothing.
+  lost) answers the first callback and stores nothing; so does any text while the
+  sender's callback is still live (one live request per A-number).
 
 The sender (``source_addr``) is the A-number: the mobile network vouches for it, so a
 sender listed in ``tb_anumbers`` is authenticated by it. Failed PINs and passwords count
@@ -21,8 +22,6 @@ SMS to someone at the operator's expense.
 """
 
 from __future__ import annotations
-
-import hashlib
 
 from smpp.pdu.pdu_types import CommandStatus
 from twisted.internet import defer
@@ -128,26 +127,9 @@ class SmsProcessor:
             credit = yield self._store.ledger.balance(user.id)
             return "balance", f"Your balance is {amount(credit)}."
         request = CallbackRequest(anum=command.anum or sms.source_addr, bnum=command.bnum,
-                                  source="sms", userid=user.id)
-        window = self._config().duplicate_window
-        if not window:
-            cbid = yield self._dispatcher.submit(request, user=user)
-            return "stored", self._accepted(cbid, request)
-        keys = self._store.idempotency
-        digest = hashlib.sha256(
-            "\n".join((sms.source_addr, sms.destination_addr, text)).encode()).hexdigest()
-        key = "sms:" + digest
-        ours, first = yield keys.claim(user.id, key, digest, window=window)
-        if not ours:
-            if first[1] is None:
-                raise StoreError("a copy of this message is still being stored")
-            return "duplicate", self._accepted(first[1], request)
-        try:
-            cbid = yield self._dispatcher.submit(request, user=user)
-        except Exception:
-            yield keys.release(user.id, key)
-            raise
-        yield keys.complete(user.id, key, cbid)
+                                  source="sms", userid=user.id,
+                                  same_within=self._config().duplicate_window)
+        cbid = yield self._dispatcher.submit(request, user=user)
         return "stored", self._accepted(cbid, request)
 
     @staticmethod

@@ -138,26 +138,40 @@ class Callbacks:
     @defer.inlineCallbacks
     def insert(self, *, userid: int | None, anum: str, bnum: str = "", source: str,
                accessnumber: str = "", ivrid: int = 0, authenticated: bool = False,
-               callerid: str = "", delay: float = 0.0):
+               callerid: str = "", delay: float = 0.0, same_within: float = 0.0):
         """Queue a pending request due ``delay`` seconds from now; fires with its id.
 
         For the phone triggers (``ani``, ``sms``) an A-number has at most one live
-        request: while one is pending or in progress, its id is returned instead.
+        request: while one is pending or in progress, its id is returned instead. With
+        ``same_within``, the id of a request of the same user, source, A and B stored in
+        the last ``same_within`` seconds is returned too, whatever its status (an SMSC
+        delivering a text again). One statement, unless there is such a row to look up.
         """
         values = (userid, anum, bnum, source, accessnumber, ivrid, authenticated, callerid,
                   float(delay))
-        sql = _INSERT + _ROW
         if source not in TRIGGERS:
             return (yield self._plain.add(values))
+        sql = _INSERT + _ROW
+        # userid = %s, not IS NOT DISTINCT FROM: only the former can use the index
+        who, who_args = ("userid IS NULL", ()) if userid is None else ("userid = %s", (userid,))
+        recent = (f"{who} AND created > now() - %s * interval '1 second' AND source = %s"
+                  " AND anum = %s AND bnum = %s")
+        recent_args = (*who_args, float(same_within), source, anum, bnum)
+        if same_within:
+            sql = (_INSERT.replace(" VALUES ", " ") + "SELECT " + _ROW[1:-1]
+                   + f" WHERE NOT EXISTS (SELECT 1 FROM tb_callbacks WHERE {recent})")
+            values += recent_args
         for _ in range(3):  # the live row may end between the two statements
             rows = yield self._pool.runQuery(
                 sql + f" ON CONFLICT (anum) WHERE source IN ('ani', 'sms') AND {_LIVE}"
                 " DO NOTHING RETURNING id", values)
             if rows:
                 return rows[0][0]
+            where, args = (f"anum = %s AND source IN ('ani', 'sms') AND {_LIVE}", (anum,))
+            if same_within:
+                where, args = f"({where}) OR ({recent})", args + recent_args
             rows = yield self._pool.runQuery(
-                f"SELECT id FROM tb_callbacks WHERE anum = %s AND source IN ('ani', 'sms')"
-                f" AND {_LIVE}", (anum,))
+                f"SELECT id FROM tb_callbacks WHERE {where} ORDER BY id DESC LIMIT 1", args)
             if rows:
                 return rows[0][0]
         raise StoreError(f"could not queue a callback for {anum}")

@@ -12,17 +12,9 @@ class Idempotency:
         self._pool = pool
 
     @defer.inlineCallbacks
-    def claim(self, userid: int, key: str, request: str, window: float | None = None):
+    def claim(self, userid: int, key: str, request: str):
         """(True, None) when the key is new and now ours; else (False, (request, callbackid))
-        as first stored (callbackid None while that request is still being stored).
-
-        With ``window``, a key stored (and completed) more than ``window`` seconds ago is
-        forgotten first: the same text sent again later is a new request."""
-        if window is not None:
-            yield self._pool.runOperation(
-                "DELETE FROM tb_idempotency WHERE userid = %s AND key = %s AND callbackid IS"
-                " NOT NULL AND created < now() - %s * interval '1 second'",
-                (userid, key, window))
+        as first stored (callbackid None while that request is still being stored)."""
         rows = yield self._pool.runQuery(
             "INSERT INTO tb_idempotency (userid, key, request) VALUES (%s, %s, %s)"
             " ON CONFLICT DO NOTHING RETURNING key", (userid, key, request))
@@ -32,7 +24,7 @@ class Idempotency:
             "SELECT request, callbackid FROM tb_idempotency WHERE userid = %s AND key = %s",
             (userid, key))
         if not rows:  # released meanwhile: try once more
-            return (yield self.claim(userid, key, request, window))
+            return (yield self.claim(userid, key, request))
         return False, tuple(rows[0])
 
     def complete(self, userid: int, key: str, callbackid: int):

@@ -200,7 +200,10 @@ _V4 = [
     )""",
 ]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4)]
+# A copy of a recent request (an SMS delivered again) is looked up by A-number and time.
+_V5 = ["CREATE INDEX tb_callbacks_anum ON tb_callbacks (anum, created)"]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
 LATEST = MIGRATIONS[-1][0]
 
 

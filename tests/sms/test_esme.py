@@ -231,3 +231,11 @@ def test_reply_encoding():
     assert encode_reply("Guthaben: 5,00 €") == ("Guthaben: 5,00 €".encode("utf-16-be"), 8)
     assert encode_reply("under_score")[1] == 8  # _ is not where ASCII has it in GSM
     assert len(encode_reply("x" * 200)[0]) == 160
+
+
+def test_deliver_sm_resp_packed_directly_is_what_the_codec_makes():
+    from mizu.sms.esme import deliver_sm_resp
+    for status in (Status.ESME_ROK, Status.ESME_RINVBNDSTS, Status.ESME_RTHROTTLED,
+                   Status.ESME_RX_T_APPN, Status.ESME_RSYSERR):
+        made = codec.encode(operations.DeliverSMResp(seqNum=77, status=status))
+        assert deliver_sm_resp(77, status) == made, status

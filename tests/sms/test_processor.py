@@ -38,33 +38,11 @@ class Ledger:
         return defer.succeed(Decimal("5.25"))
 
 
-class Keys:
-    """tb_idempotency as a dict (the window is the real store's business)."""
-
-    def __init__(self):
-        self.rows = {}
-
-    def claim(self, userid, key, request, window=None):
-        if (userid, key) in self.rows:
-            return defer.succeed((False, (request, self.rows[(userid, key)])))
-        self.rows[(userid, key)] = None
-        return defer.succeed((True, None))
-
-    def complete(self, userid, key, cbid):
-        self.rows[(userid, key)] = cbid
-        return defer.succeed(None)
-
-    def release(self, userid, key):
-        self.rows.pop((userid, key))
-        return defer.succeed(None)
-
-
 class Dispatcher:
     def __init__(self):
         self.metrics = Metrics()
         self.core = type("Core", (), {})()
-        self.core.store = type("Store", (), {"users": Users(), "ledger": Ledger(),
-                                             "idempotency": Keys()})()
+        self.core.store = type("Store", (), {"users": Users(), "ledger": Ledger()})()
         self.submitted = []
         self.fail = None
 
@@ -170,7 +148,7 @@ async def test_a_bad_number_is_refused_by_the_dispatcher():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_store_failure_asks_the_smsc_to_retry_and_frees_the_key():
+async def test_a_store_failure_asks_the_smsc_to_retry():
     world = World()
     world.dispatcher.fail = StoreUnavailable("database unreachable")
     assert await world.text("cb 4420111") == RETRY
@@ -181,15 +159,11 @@ async def test_a_store_failure_asks_the_smsc_to_retry_and_frees_the_key():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_copy_of_a_stored_message_stores_nothing_more():
-    world = World()
-    assert await world.text("cb 4420111") == OK
-    assert await world.text("cb 4420111") == OK
-    assert len(world.dispatcher.submitted) == 1
-    assert world.replies[0] == world.replies[1]  # the same answer, the same callback
-    world.config = SmppConfig(duplicate_window=0)
-    assert await world.text("cb 4420111") == OK
-    assert len(world.dispatcher.submitted) == 2
+async def test_copies_are_left_to_the_store_within_the_window():
+    """Each request says how recent a copy counts as the same (the store finds it)."""
+    world = World(duplicate_window=90)
+    await world.text("cb 4420111")
+    assert world.dispatcher.submitted[0].same_within == 90
 
 
 @pytest_twisted.ensureDeferred

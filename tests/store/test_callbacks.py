@@ -259,3 +259,23 @@ async def test_concurrent_inserts_are_coalesced_each_with_its_own_id(database, s
         assert sql("SELECT count(*) FROM tb_callbacks WHERE anum = '4930111'")[0][0] == 2
     finally:
         pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_same_within_finds_a_recent_copy_whatever_its_status(callbacks, sql):
+    """A trigger request with same_within answers a recent identical row, even ended; an
+    older one, or another B-number, is a new request."""
+    uid = user(sql)
+    first = await callbacks.insert(userid=uid, anum="4917011", bnum="4420111", source="sms",
+                                   same_within=120)
+    sql("UPDATE tb_callbacks SET status = 'completed' WHERE id = %s", (first,))
+    assert await callbacks.insert(userid=uid, anum="4917011", bnum="4420111", source="sms",
+                                  same_within=120) == first
+    other = await callbacks.insert(userid=uid, anum="4917011", bnum="4420222", source="sms",
+                                   same_within=120)
+    assert other != first
+    sql("UPDATE tb_callbacks SET status = 'completed', created = now() - interval '5 min'")
+    again = await callbacks.insert(userid=uid, anum="4917011", bnum="4420111", source="sms",
+                                   same_within=120)
+    assert again not in (first, other)
+    assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 3
