@@ -16,11 +16,13 @@ _Lines = amp.ListOf(amp.Unicode())
 # -- controller → worker ---------------------------------------------------------------
 
 class Hello(amp.Command):
-    """Ask the worker for its pid, SIP port and real call capacity."""
+    """Ask the worker for its pid, SIP port, real call capacity, engine (e.g.
+    ``wheel-2.15.1``, ``pjproject-2.17+mizu1``) and outgoing setups a second."""
 
     arguments = []
     response = [(b"pid", amp.Integer()), (b"port", amp.Integer()),
-                (b"capacity", amp.Integer())]
+                (b"capacity", amp.Integer()), (b"engine", amp.Unicode()),
+                (b"setup_rate", amp.Float())]
 
 
 class Originate(amp.Command):

@@ -39,8 +39,9 @@ from mizu.telephony import (
 
 log = Logger()
 
-# Per worker, evenly spaced: the worker's own outgoing budget (mizu.sip.admission) is the
-# same rate with a burst of 2, so a paced controller is never refused.
+# Per worker, evenly spaced, at the rate its Hello reports: the worker's own outgoing
+# budget (mizu.sip.engine) is that rate with a burst, so a paced controller is never
+# refused. This one is for a worker that reported none.
 SETUPS_PER_SECOND = 15
 # Only failed starts (no Hello) lengthen the wait: a worker that came up and was then
 # killed by traffic is back in 0.5 s, so hostile packets cannot keep it down for long.
@@ -143,8 +144,9 @@ class SipBridge(Service):
 
     name = "sip"
 
-    def __init__(self, config: SipConfig, reactor, setups_per_second=SETUPS_PER_SECOND,
+    def __init__(self, config: SipConfig, reactor, setups_per_second: float | None = None,
                  spawn=None):
+        """``setups_per_second``: outgoing setups per worker; by default each worker's own."""
         self._config = config
         self._reactor = reactor
         self._rate = setups_per_second
@@ -327,7 +329,8 @@ class SipBridge(Service):
         """Seconds until this worker may start another call setup (1/rate apart)."""
         now = self._reactor.seconds()
         at = max(now, self._next_setup.get(worker.index, now))
-        self._next_setup[worker.index] = at + 1.0 / self._rate
+        rate = self._rate or worker.setup_rate or SETUPS_PER_SECOND
+        self._next_setup[worker.index] = at + 1.0 / rate
         return at - now
 
     def originate(self, uri, caller, ring_timeout, observer, near=None, slots=1, headers=()):
@@ -453,12 +456,15 @@ class SipBridge(Service):
     # -- console -----------------------------------------------------------------------
 
     def status_lines(self) -> list[str]:
-        """``sip worker <n> pid=<pid> port=<port> calls=<in use>/<capacity>`` per worker."""
+        """``sip worker <n> pid=<pid> port=<port> calls=<in use>/<capacity> engine=<engine>``
+        per worker (the engine once it said Hello: ``wheel-2.15.1``, ``pjproject-2.17+mizu1``)."""
         lines = []
         for index in sorted(self.workers):
             w = self.workers[index]
             in_use = sum(1 for leg in self.legs.values() if leg._worker is w)
             line = f"sip worker {index} pid={w.pid} port={w.port} calls={in_use}/{w.capacity}"
+            if w.engine:
+                line += f" engine={w.engine}"
             if not w.alive:
                 why = getattr(w, "last_error", "")
                 line += " down" + (f" ({why})" if why else "")

@@ -68,7 +68,9 @@ class WorkerLink(amp.AMP):
 
     @cmd.Hello.responder
     def hello(self):
-        return {"pid": os.getpid(), "port": self.engine.port, "capacity": self.engine.capacity}
+        engine = self.engine
+        return {"pid": os.getpid(), "port": engine.port, "capacity": engine.capacity,
+                "engine": engine.engine, "setup_rate": engine.limits.outgoing_rate}
 
     @cmd.Originate.responder
     def originate(self, leg, uri, caller, headers, ring_timeout):

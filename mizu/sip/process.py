@@ -30,6 +30,8 @@ class WorkerProcess(protocol.ProcessProtocol):
         self._reactor = reactor
         self.pid: int | None = None
         self.capacity = 0
+        self.engine = ""  # e.g. wheel-2.15.1, pjproject-2.17+mizu1: from its Hello
+        self.setup_rate = 0.0  # outgoing setups a second it takes
         self.link: ControllerLink | None = None
         self.ended = defer.Deferred()
         self.end_reason = None
@@ -78,8 +80,10 @@ class WorkerProcess(protocol.ProcessProtocol):
 
     def _hello(self, info):
         self.pid, self.capacity = info["pid"], info["capacity"]
-        log.info("sip worker {n} pid={pid} port={port} capacity={capacity}",
-                 n=self.index, pid=self.pid, port=self.port, capacity=self.capacity)
+        self.engine, self.setup_rate = info["engine"], info["setup_rate"]
+        log.info("sip worker {n} pid={pid} port={port} capacity={capacity} engine={engine}",
+                 n=self.index, pid=self.pid, port=self.port, capacity=self.capacity,
+                 engine=self.engine)
         return self
 
     def connectionMade(self):
@@ -106,6 +110,7 @@ class WorkerProcess(protocol.ProcessProtocol):
                  reason=reason.getErrorMessage())
         self.end_reason = reason
         self.capacity = 0  # status shows calls=0/0 until the replacement said Hello
+        self.engine = ""
         self.ended.callback(None)  # a Failure here would be an errback nobody handles
         self.sink.workerEnded(self, reason)
 

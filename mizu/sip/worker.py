@@ -5,6 +5,8 @@ this process (the README's SIP section says when); the controller then replaces 
 The rules that keep pjsua2 alive are kept here: the Endpoint lives in the reactor
 thread and is polled, the Engine holds the only strong reference to each ``Call``,
 and admission (``mizu.sip.admission``) keeps what pjsua's media cannot survive out.
+Which pjsua2 it runs on (the PyPI wheel, or the engine ``tools/build-engine`` builds) is
+read from the engine at start and sets its capacity and setup budgets (``mizu.sip.engine``).
 """
 
 from __future__ import annotations
@@ -24,19 +26,41 @@ from mizu.errors import LegGone, NoCapacity, TelephonyError
 from mizu.sip import admission, sipmsg
 from mizu.sip import amp as cmd
 from mizu.sip.admission import wire_text
+from mizu.sip.engine import (
+    engine_name,
+    files_needed,
+    limits_for,
+    raise_file_limit,
+    worker_calls,
+)
 from mizu.sip.link import WorkerLink
 from mizu.sip.pjcalls import Account, Bouncer, Endpoint, Leg, Player
 from mizu.telephony import LOCAL, TIMEOUT, refusal_code
 
 POLL_INTERVAL = 0.01
+# One libHandleEvents(0) handles at most 16 ready sockets (pjlib's
+# PJ_IOQUEUE_MAX_EVENTS_IN_SINGLE_POLL): each tick drains up to this many rounds, so a
+# burst is read at once instead of overflowing the socket buffers into retransmissions.
+POLL_ROUNDS = 32
 DECISION_TIMEOUT = 30.0  # an incoming call the controller never decided on
 RESPONSE_HEADERS = ("via", "from", "to", "call-id", "cseq")
 
 
+def _library():
+    return ctypes.CDLL(pj._pjsua2.__file__)
+
+
 def call_capacity() -> int:
-    """pjsua's real call limit (the wheel clamps ``maxCalls`` to its build setting)."""
-    lib = ctypes.CDLL(pj._pjsua2.__file__)
-    return int(lib.pjsua_call_get_max_count())
+    """pjsua's real call limit: ``maxCalls`` as pjsua took it, clamped to the
+    ``PJSUA_MAX_CALLS`` it was compiled with (4 in the wheel, 1024 built by mizu)."""
+    return int(_library().pjsua_call_get_max_count())
+
+
+def ioqueue_name() -> str:
+    """The ioqueue pjlib was built with: ``select`` (the wheel) or ``epoll``."""
+    name = _library().pj_ioqueue_name
+    name.restype = ctypes.c_char_p
+    return name().decode("ascii", "replace")
 
 
 def pj_errors(method):
@@ -61,17 +85,19 @@ class Engine:
         self.legs: dict[str, Leg] = {}
         self.protocol = None
         self._counter = 0
+        # Each call takes two sockets: a file limit too low for the share lowers it.
+        self.file_limit = raise_file_limit(max_calls)
+        calls = worker_calls(max_calls, self.file_limit)
+        if calls < 1:
+            raise StartError(f"the open-file limit ({self.file_limit}) leaves no room for a "
+                             f"call: raise it to at least {files_needed(max_calls)}")
         self.ep = Endpoint()
         self.ep.libCreate()
-        self.incoming_budget = admission.SetupBudget(
-            reactor, admission.INCOMING_RATE, admission.INCOMING_BURST)
-        self.outgoing_budget = admission.SetupBudget(
-            reactor, admission.OUTGOING_RATE, admission.OUTGOING_BURST)
         self.refused = 0
         config = pj.EpConfig()
         config.uaConfig.threadCnt = 0
         config.uaConfig.mainThreadOnly = True
-        config.uaConfig.maxCalls = max_calls
+        config.uaConfig.maxCalls = calls  # pjsua answers 486 itself beyond it
         config.uaConfig.userAgent = "mizu"
         config.medConfig.threadCnt = 1
         config.medConfig.sndAutoCloseTime = -1
@@ -82,6 +108,13 @@ class Engine:
         config.logConfig.consoleLevel = log_level
         self.ep.libInit(config)
         self.ep.audDevManager().setNullDev()
+        self.ioqueue = ioqueue_name()
+        self.engine = engine_name(getattr(pj, "__version__", ""), self.ep.libVersion().full)
+        self.limits = limits = limits_for(self.ioqueue)
+        self.incoming_budget = admission.SetupBudget(
+            reactor, limits.incoming_rate, limits.incoming_burst)
+        self.outgoing_budget = admission.SetupBudget(
+            reactor, limits.outgoing_rate, limits.outgoing_burst)
         bound = host if host not in ("0.0.0.0", "") else ""
         transports = []
         for kind, name in ((pj.PJSIP_TRANSPORT_UDP, "UDP"), (pj.PJSIP_TRANSPORT_TCP, "TCP")):
@@ -95,7 +128,7 @@ class Engine:
             except pj.Error as e:
                 raise StartError(f"cannot listen on {name} {host}:{port}: {e.reason}") from None
         self.ep.libStart()
-        self.capacity = min(call_capacity(), max_calls)
+        self.capacity = min(call_capacity(), calls)
         # The address others reach us at: pjsua's published name of the UDP transport
         # (the public address, else the bound one, else the host's default interface).
         self.local_name = self.ep.transportGetInfo(transports[0]).localName
@@ -117,10 +150,16 @@ class Engine:
         self.bouncer.create(bouncer)
         self.account.setDefault()
         self.ep.admit = self.admit
-        self._poller = task.LoopingCall(self.ep.libHandleEvents, 0)
+        self._poller = task.LoopingCall(self.poll)
 
     def start(self):
         self._poller.start(POLL_INTERVAL)
+
+    def poll(self):
+        """Handle what pjsua has ready, a few rounds while there is more."""
+        for _ in range(POLL_ROUNDS):
+            if self.ep.libHandleEvents(0) <= 0:
+                return
 
     def next_name(self) -> str:
         self._counter += 1

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
+import resource
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 
 from twisted.internet import defer, protocol, reactor, task
+
+from mizu.sip.engine import calls_allowed
 
 SCENARIOS = os.path.join(os.path.dirname(__file__), "..", "sipp")
 
@@ -71,6 +77,39 @@ def sipp(scenario: str, *args: str, target: str | None = None, port: int | None 
     proc = SippProcess()
     reactor.spawnProcess(proc, binary, argv, env=os.environ.copy())
     return proc
+
+
+_ENGINE_PROBE = """
+import ctypes, pjsua2 as pj
+ep = pj.Endpoint()
+ep.libCreate()
+config = pj.EpConfig()
+config.uaConfig.threadCnt = 0
+config.uaConfig.mainThreadOnly = True
+config.uaConfig.maxCalls = 1 << 20
+config.logConfig.level = config.logConfig.consoleLevel = 0
+ep.libInit(config)
+print("max_calls", ctypes.CDLL(pj._pjsua2.__file__).pjsua_call_get_max_count())
+ep.libDestroy()
+"""
+
+
+@functools.cache
+def engine_max_calls() -> int:
+    """The most calls the installed pjsua2 holds per worker (its ``PJSUA_MAX_CALLS``: 4 in
+    the PyPI wheel, 1024 built by tools/build-engine), asked of the engine in a process of
+    its own with the Python the workers run on."""
+    out = subprocess.run([sys.executable, "-c", _ENGINE_PROBE], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    return int(next(line for line in out.splitlines() if line.startswith("max_calls "))
+               .split()[1])
+
+
+def worker_capacity(share: int) -> int:
+    """What a worker given ``share`` of ``[sip] max_calls`` reports on the installed engine
+    (it raises its open-file limit to the hard one, which bounds its calls too)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return min(share, engine_max_calls(), calls_allowed(hard))
 
 
 def ulaw_magnitude(byte: int) -> int:

@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from mizu.config import SipConfig
 from mizu.errors import TelephonyError
 from mizu.sip.bridge import SipBridge
-from tests.e2e.peers import free_port
+from tests.e2e.peers import free_port, worker_capacity
 
 
 def alive(pid: int) -> bool:
@@ -33,14 +33,18 @@ def bindable(port: int) -> bool:
 
 @pytest_twisted.ensureDeferred
 async def test_stop_and_restart_leave_no_process_or_port_behind():
-    """Two workers report their capacity, stop cleanly, free their ports, and start again."""
+    """Two workers report their capacity (their half of max_calls, or what the engine
+    holds: 4 calls on the wheel), stop cleanly, free their ports, and start again."""
     port = free_port(2)
     config = SipConfig(host="127.0.0.1", port=port, workers=2, shutdown_grace=0)
+    capacity = worker_capacity(config.max_calls // 2)
     for _ in range(2):
         bridge = SipBridge(config, reactor)
         await bridge.startService()
         workers = list(bridge.workers.values())
-        assert [(w.port, w.capacity) for w in workers] == [(port, 4), (port + 1, 4)]
+        assert [(w.port, w.capacity) for w in workers] == [(port, capacity),
+                                                          (port + 1, capacity)]
+        assert all(w.engine.startswith(("wheel-", "pjproject-")) for w in workers)
         assert not bindable(port) and not bindable(port + 1)
         pids = [w.pid for w in workers]
         assert all(alive(pid) for pid in pids)

@@ -4,11 +4,12 @@ from twisted.test import iosim
 
 from mizu.errors import LegGone, NoCapacity
 from mizu.sip import amp as cmd
+from mizu.sip.engine import BUILT_LIMITS
 from mizu.sip.link import ControllerLink, WorkerLink
 
 
 class FakeEngine:
-    port, capacity = 5070, 4
+    port, capacity, engine, limits = 5070, 1000, "pjproject-2.17+mizu1", BUILT_LIMITS
 
     def __init__(self):
         self.calls = []
@@ -18,7 +19,7 @@ class FakeEngine:
         def record(*args):
             self.calls.append((name, *args))
             if args and args[0] == "full":
-                raise NoCapacity("all 4 call slots in use")
+                raise NoCapacity("all 1000 call slots in use")
             if args and args[0] == "broken":
                 raise LegGone("no live leg broken")
             return (7, 9) if name == "stats" else None
@@ -53,7 +54,8 @@ def test_commands_reach_the_engine():
     """Each command calls the engine with its arguments and answers."""
     controller, _, pump, engine, _, _ = connect()
     hello = result(controller.callRemote(cmd.Hello), pump)
-    assert hello["port"] == 5070 and hello["capacity"] == 4 and hello["pid"] > 0
+    assert hello["port"] == 5070 and hello["capacity"] == 1000 and hello["pid"] > 0
+    assert hello["engine"] == "pjproject-2.17+mizu1" and hello["setup_rate"] == 100.0
     result(controller.callRemote(cmd.Originate, leg="c1", uri="sip:1@h", caller="49",
                                  headers=["X-A: 1"], ring_timeout=30.0), pump)
     result(controller.callRemote(cmd.Reject, leg="w1", code=401, reason="Unauthorized",

@@ -20,6 +20,7 @@ class FakeWorker:
     def __init__(self, bridge, index, port, pids, hello=True):
         self.bridge, self.index, self.port = bridge, index, port
         self.capacity, self.link, self.pid = 0, object(), next(pids)
+        self.engine, self.setup_rate = "", 0.0
         self.commands = []
         self.stopped = False
         self.alive = False
@@ -32,6 +33,7 @@ class FakeWorker:
             self.bridge.workerEnded(self, Failure(RuntimeError("exit status 2")))
             return d
         self.capacity, self.alive = 4, True
+        self.engine, self.setup_rate = "wheel-2.15.1", 15.0
         return defer.succeed(self)
 
     def call(self, command, **kwargs):
@@ -50,7 +52,7 @@ class FakeWorker:
         return defer.succeed(None)
 
     def die(self):
-        self.capacity, self.alive = 0, False
+        self.capacity, self.alive, self.engine = 0, False, ""
         self.bridge.workerEnded(self, Failure(RuntimeError("killed by signal 9")))
 
 
@@ -111,9 +113,9 @@ def test_workers_listen_on_consecutive_ports_and_report_status():
     bridge, _, spawned = make_bridge(workers=3)
     assert [w.port for w in spawned] == [5070, 5071, 5072]
     assert bridge.status_lines() == [
-        "sip worker 0 pid=100 port=5070 calls=0/4",
-        "sip worker 1 pid=101 port=5071 calls=0/4",
-        "sip worker 2 pid=102 port=5072 calls=0/4"]
+        "sip worker 0 pid=100 port=5070 calls=0/4 engine=wheel-2.15.1",
+        "sip worker 1 pid=101 port=5071 calls=0/4 engine=wheel-2.15.1",
+        "sip worker 2 pid=102 port=5072 calls=0/4 engine=wheel-2.15.1"]
 
 
 def test_both_legs_of_a_session_share_a_worker():
@@ -124,7 +126,7 @@ def test_both_legs_of_a_session_share_a_worker():
     assert {a.worker, other.worker} == {0, 1}  # the emptier worker is chosen
     (b,) = originate(bridge, near=a)
     assert b.worker == a.worker and a.reserved == 0
-    assert bridge.status_lines()[a.worker].endswith("calls=2/4")
+    assert " calls=2/4 " in bridge.status_lines()[a.worker]
 
 
 def test_no_room_is_refused_and_available_counts_what_fits():
@@ -232,6 +234,20 @@ def test_call_setups_are_spaced_per_worker():
     assert not dial(bridge)
 
 
+def test_setups_follow_the_rate_each_worker_reports():
+    """Without a rate of its own the bridge paces each worker at the rate its Hello gave:
+    15/s for the wheel, 100/s for a built engine."""
+    for reported, gap in ((15.0, 1 / 15), (100.0, 1 / 100)):
+        bridge, clock, spawned = make_bridge(workers=1, rate=None)
+        spawned[0].setup_rate = reported
+        first, second = dial(bridge), dial(bridge)
+        assert first and not second
+        clock.advance(gap * 0.9)
+        assert not second
+        clock.advance(gap * 0.2)
+        assert second and len(spawned[0].sent(cmd.Originate)) == 2
+
+
 def test_a_dead_worker_ends_its_legs_and_is_replaced_at_once():
     """Legs on a dead worker end by 'worker'; a worker that ran is back after 0.5 s each
     time it is killed, so hostile traffic cannot stretch the restart delay."""
@@ -253,7 +269,8 @@ def test_a_dead_worker_ends_its_legs_and_is_replaced_at_once():
         assert len(spawned) == n + 1 and spawned[n].port == 5070
         spawned[n].die()
     clock.advance(0.5)
-    assert bridge.status_lines() == ["sip worker 0 pid=106 port=5070 calls=0/4"]
+    assert bridge.status_lines() == [
+        "sip worker 0 pid=106 port=5070 calls=0/4 engine=wheel-2.15.1"]
 
 
 def test_failed_starts_back_off_and_are_retried():
