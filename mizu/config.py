@@ -177,17 +177,28 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected yes or no, got {text!r}")
 
 
-def _parse_int(low: int, high: int):
-    def parse(text: str) -> int:
+def _parse_number(kind, what: str, low, high):
+    """A parser of numbers of ``kind`` (int or float) between ``low`` and ``high``."""
+
+    def parse(text: str):
         try:
-            value = int(text.strip())
+            value = kind(text.strip())
         except ValueError:
-            raise ValueError(f"expected a whole number, got {text!r}") from None
+            raise ValueError(f"expected {what}, got {text!r}") from None
         if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
+            raise ValueError(f"must be between {show(low)} and {show(high)}, got {show(value)}")
         return value
 
+    show = str if kind is int else "{:g}".format
     return parse
+
+
+def _parse_int(low: int, high: int):
+    return _parse_number(int, "a whole number", low, high)
+
+
+def _parse_float(low: float, high: float):
+    return _parse_number(float, "a number", low, high)
 
 
 def _parse_endpoint(text: str) -> str:
@@ -197,19 +208,6 @@ def _parse_endpoint(text: str) -> str:
     except Exception as e:  # the endpoint parser raises several types
         raise ValueError(f"not a Twisted endpoint description ({e}): {text!r}") from None
     return text
-
-
-def _parse_float(low: float, high: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise ValueError(f"expected a number, got {text!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}, got {value:g}")
-        return value
-
-    return parse
 
 
 def _parse_addresses(text: str) -> tuple[str, ...]:
