@@ -43,6 +43,21 @@ def free_port(count: int = 1) -> int:
     raise RuntimeError("no free port")
 
 
+class RawClient(protocol.Protocol):
+    """A bare TCP client: writes what it is told, keeps what it gets; ``closed`` fires with
+    all it got once the connection is gone."""
+
+    def __init__(self):
+        self.received = b""
+        self.closed = defer.Deferred()
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.closed.callback(self.received)
+
+
 class SippProcess(protocol.ProcessProtocol):
     """One SIPp run; ``done`` fires with (exit code, output)."""
 

@@ -6,7 +6,7 @@ import json
 
 import pytest_twisted
 import treq
-from twisted.internet import defer, protocol, reactor, task
+from twisted.internet import reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from mizu.bans import Bans
@@ -14,6 +14,7 @@ from mizu.buckets import TokenBuckets
 from mizu.config import HttpConfig
 from mizu.http.errors import TooMany
 from mizu.http.limits import HttpLimits
+from tests.e2e.peers import RawClient
 
 ALICE = {"authid": "alice", "authpwd": "wonder"}
 
@@ -174,24 +175,10 @@ async def test_reload_applies_new_limits(start_api):
 
 
 # -- raw connections ----------------------------------------------------------------------
-class Raw(protocol.Protocol):
-    """A TCP client that records what it gets and when the server closes."""
-
-    def __init__(self):
-        self.received = b""
-        self.closed = defer.Deferred()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.closed.callback(self.received)
-
-
 async def raw(api, *chunks, pause=0.0):
     """Send ``chunks`` (``pause`` seconds apart) and return all the server sent before it
     closed the connection."""
-    peer = Raw()
+    peer = RawClient()
     await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", api.port), peer)
     guard = reactor.callLater(10, peer.transport.abortConnection)  # a server that hangs on
     peer.closed.addBoth(lambda result: guard.active() and guard.cancel() or result)
@@ -245,7 +232,7 @@ async def test_slow_and_idle_clients_are_cut(start_api):
     assert status_of(answer) == 408 and reactor.seconds() - started < 2
     assert answer.endswith(b"ERROR: the request did not arrive in time\n")
     assert await raw(api) == b""  # idle: closed without a word
-    held = [Raw(), Raw()]
+    held = [RawClient(), RawClient()]
     for peer in held:
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", api.port), peer)
     assert await raw(api, b"GET / HTTP/1.1\r\n\r\n") == b""  # the third is refused

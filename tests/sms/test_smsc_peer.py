@@ -8,8 +8,9 @@ import pytest_twisted
 import smpplib.client
 import smpplib.exceptions
 import smpplib.smpp
-from twisted.internet import defer, endpoints, protocol, reactor, threads
+from twisted.internet import defer, endpoints, reactor, threads
 
+from tests.e2e.peers import RawClient
 from tests.sms.smsc import SmscError, gsm_hex, ucs2_hex, udh_parts
 
 ESME_RINVCMDLEN = 0x02
@@ -57,20 +58,6 @@ def esmes(smsc):
     yield make
     for esme in made:
         esme.close()
-
-
-class RawPeer(protocol.Protocol):
-    """A bare TCP client: writes what it is told, keeps what it gets."""
-
-    def __init__(self):
-        self.received = b""
-        self.lost = defer.Deferred()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.lost.callback(None)
 
 
 def bind_pdu(seq: int, system_id: bytes, password: bytes) -> bytes:
@@ -210,7 +197,7 @@ async def test_partial_and_malformed_pdus(smsc):
     meantime; a second bind is ESME_RALYBND; raw bytes reach the ESME as they are; a
     command_length below 16 is answered with generic_nack ESME_RINVCMDLEN and the link
     dropped."""
-    peer = RawPeer()
+    peer = RawClient()
     endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", smsc.port)
     await endpoints.connectProtocol(endpoint, peer)
     await smsc.wait_for("connected")
@@ -228,7 +215,7 @@ async def test_partial_and_malformed_pdus(smsc):
     malformed = await smsc.wait_for("malformed")
     assert malformed["reason"] == "command_length 8"
     assert (await smsc.wait_for("closed"))["reason"] == "malformed"
-    await peer.lost
+    await peer.closed
     nack = bytes.fromhex("00000010 80000000") + ESME_RINVCMDLEN.to_bytes(4, "big") \
         + (7).to_bytes(4, "big")
     assert peer.received.endswith(bytes.fromhex("7fffffff00000005") + nack)
