@@ -136,6 +136,33 @@ class CallbackConfig:
     retry_delay: int = 30
 
 
+# ITU-T global service codes that carriers bill at premium or satellite rates and that
+# international revenue share fraud (IRSF) pumps traffic to: Inmarsat (870), UPT (878),
+# satellite networks (881), international networks (882, 883), OCHA (888) and the
+# international premium rate service (979).
+DEFAULT_BLOCKED_PREFIXES = ("870", "878", "881", "882", "883", "888", "979")
+
+
+@dataclass(frozen=True)
+class FraudConfig:
+    """Fraud guards; each refusal names its reason to the requester and is logged.
+
+    ``max_calls_per_user``: calls one user may have at once (callbacks and card calls).
+    ``callbacks_per_hour``: callback requests one user may make in any hour;
+    ``anumber_per_hour``: the same for one A-number, from any trigger (the console is
+    the operator and is not counted). ``daily_spend``: what one user may be charged in a
+    UTC day; a call is cut when it is reached. ``blocked_prefixes`` and the prefixes in
+    the ``blocklist`` file are never dialled, as A or as B. 0 (or empty) turns a guard off.
+    """
+
+    max_calls_per_user: int = 4
+    callbacks_per_hour: int = 30
+    anumber_per_hour: int = 10
+    daily_spend: float = 50.0
+    blocked_prefixes: tuple[str, ...] = DEFAULT_BLOCKED_PREFIXES
+    blocklist: str = ""
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole, validated configuration; ``path`` is the file it came from, if any."""
@@ -149,6 +176,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ivr: IvrConfig = field(default_factory=IvrConfig)
     callback: CallbackConfig = field(default_factory=CallbackConfig)
+    fraud: FraudConfig = field(default_factory=FraudConfig)
 
     def restart_required(self, new: Config) -> list[str]:
         """The settings that differ in ``new`` but cannot change while running."""
@@ -218,6 +246,14 @@ def _parse_addresses(text: str) -> tuple[str, ...]:
         except ValueError:
             raise ValueError(f"expected IP addresses, got {address!r}") from None
     return addresses
+
+
+def _parse_prefixes(text: str) -> tuple[str, ...]:
+    prefixes = tuple(part.strip().lstrip("+") for part in text.replace(",", " ").split())
+    for prefix in prefixes:
+        if not (prefix.isdecimal() and prefix.isascii()):
+            raise ValueError(f"expected number prefixes (digits), got {prefix!r}")
+    return prefixes
 
 
 def _parse_choice(*choices: str):
@@ -325,10 +361,18 @@ _SCHEMA: dict[str, dict[str, tuple[str, Any]]] = {
         "max_attempts": ("max_attempts", _parse_int(1, 100)),
         "retry_delay": ("retry_delay", _parse_int(1, 86400)),
     },
+    "fraud": {
+        "max_calls_per_user": ("max_calls_per_user", _parse_int(0, 100_000)),
+        "callbacks_per_hour": ("callbacks_per_hour", _parse_int(0, 1_000_000)),
+        "anumber_per_hour": ("anumber_per_hour", _parse_int(0, 1_000_000)),
+        "daily_spend": ("daily_spend", _parse_float(0, 1_000_000_000)),
+        "blocked_prefixes": ("blocked_prefixes", _parse_prefixes),
+        "blocklist": ("blocklist", _text),
+    },
 }
 _SECTIONS = {"database": DatabaseConfig, "sip": SipConfig, "http": HttpConfig,
              "console": ConsoleConfig, "smpp": SmppConfig, "security": SecurityConfig,
-             "ivr": IvrConfig, "callback": CallbackConfig}
+             "ivr": IvrConfig, "callback": CallbackConfig, "fraud": FraudConfig}
 
 
 def load_config(path: str | None = None, dsn: str | None = None,

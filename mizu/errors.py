@@ -96,3 +96,16 @@ class NoRoute(MizuError):
     """No rate (or no gateway) covers the number dialled."""
 
     code = "no-route"
+
+
+class LimitReached(MizuError):
+    """A fraud guard refused the request or the call: too many calls at once, too many
+    callback requests in the last hour, or the user's spend for the day reached."""
+
+    code = "limit"
+
+
+class Blocked(NoRoute):
+    """A number on the destination blocklist (premium-rate and fraud-risk ranges)."""
+
+    code = "blocked"

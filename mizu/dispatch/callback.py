@@ -6,12 +6,14 @@ ends the row ``failed`` with a reason, and every leg that was dialled gets a CDR
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from mizu.dispatch.session import CallSession, LegRecord
 from mizu.dispatch.tables import BUILTIN_CALLBACK
-from mizu.errors import InsufficientCredit, MizuError, NoCapacity, ShuttingDown
+from mizu.errors import InsufficientCredit, LimitReached, MizuError, NoCapacity, ShuttingDown
 from mizu.ivr.session import IvrSession
 
 log = Logger()
@@ -56,15 +58,27 @@ class CallbackCall(CallSession):
             yield self.settle("failed", "no route for A (no tb_routes prefix and no "
                                         "[sip] default_gateway)")
             return
-        if self.authenticated and self.a.tariff is not None:
-            minimum = self.a.tariff.cost(0)
-            if minimum > 0:
-                try:
-                    got = yield self.core.store.ledger.reserve(
-                        self.user.id, self.key, minimum, minimum, node=self.core.node)
-                except InsufficientCredit:
+        blocked = tables.blocked_prefix(self.anumber)
+        if blocked is not None:
+            self.a = None
+            log.warn("fraud guard: callback {id} not dialled: A {anum} is under blocked "
+                     "prefix {prefix}", id=self.row.id, anum=self.anumber, prefix=blocked)
+            yield self.settle("failed", f"A-number {self.anumber} is not allowed: {blocked} "
+                                        "is a blocked (premium-rate or fraud-risk) destination")
+            return
+        if self.authenticated:
+            tariff = self.a.tariff
+            minimum = tariff.cost(0) if tariff is not None else Decimal(0)
+            fraud = config.fraud
+            if minimum > 0 or fraud.max_calls_per_user or fraud.daily_spend:
+                try:  # the day's spend must leave room for A's first block at least
+                    got = yield self._reserve(minimum, minimum, tariff.cost(1) if tariff
+                                              else Decimal(0))
+                except (InsufficientCredit, LimitReached) as e:
                     self.a = None
-                    yield self.settle("failed", "insufficient credit")
+                    if isinstance(e, LimitReached):
+                        self._limited(e)
+                    yield self.settle("failed", self.refusal or "insufficient credit")
                     return
                 self.reserved += got.amount
         self.status = "calling_a"
@@ -136,6 +150,7 @@ class CallbackCall(CallSession):
         if self.a.result in ("", "normal") and outcome in _REASONS:
             self.a.result = "normal"
         if outcome in _DONE or (self.b is not None and self.b.answered is not None):
-            yield self.settle("completed", "cut: credit used up" if outcome == "cut" else "")
+            cut = f"cut: {self.refusal or 'credit used up'}" if outcome == "cut" else ""
+            yield self.settle("completed", cut)
         else:
-            yield self.settle("failed", _REASONS.get(outcome, outcome))
+            yield self.settle("failed", self.refusal or _REASONS.get(outcome, outcome))

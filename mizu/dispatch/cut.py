@@ -12,7 +12,7 @@ from decimal import Decimal
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mizu.errors import InsufficientCredit, MizuError
+from mizu.errors import InsufficientCredit, LimitReached, MizuError
 
 log = Logger()
 
@@ -20,7 +20,7 @@ log = Logger()
 class CreditCut:
     """Mixed into ``CallSession``: uses its ``core``, ``a``/``b`` records, ``user``,
     ``key``, ``reserved``, ``finished``, ``_talk_seconds()``, ``_total_at()`` and
-    ``hangup_b()``."""
+    ``hangup_b()``, ``_reserve()`` and ``_limited()``."""
 
     def _schedule_cut(self) -> None:
         self._a_at_b = self._a_elapsed()
@@ -54,14 +54,15 @@ class CreditCut:
         wanted = self._total_at(self.b.tariff, more, self._a_at_b) - self.reserved
         final = False
         try:
-            got = yield self.core.store.ledger.reserve(
-                self.user.id, self.key, max(minimum, Decimal("0.0001")),
-                max(wanted, minimum), node=self.core.node)
+            got = yield self._reserve(max(minimum, Decimal("0.0001")), max(wanted, minimum))
             self.reserved += got.amount
             if self.finished.called:  # settled while we waited: give it back
                 yield self.core.store.ledger.settle(self.user.id, self.key, [], None)
                 return
         except InsufficientCredit:
+            final = True
+        except LimitReached as e:
+            self._limited(e)
             final = True
         except MizuError as e:
             log.warn("{key}: could not reserve more credit ({e}); the call ends when what "

@@ -17,13 +17,15 @@ from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from mizu.billing.money import amount
 from mizu.dispatch.callback import CallbackCall
 from mizu.dispatch.recovery import recover
 from mizu.dispatch.request import SOURCES, CallbackRequest, clean_number
 from mizu.dispatch.session import Core
 from mizu.dispatch.tables import Tables
-from mizu.errors import AuthenticationFailed, BadRequest, NotFound
+from mizu.errors import AuthenticationFailed, BadRequest, Blocked, LimitReached, NotFound
 from mizu.ivr.session import IvrLimits
+from mizu.store.ledger import money
 
 log = Logger()
 CHANNEL = "mizu_callbacks"
@@ -142,9 +144,14 @@ class Dispatcher(Service):
             raise BadRequest(f"unknown source {request.source!r}")
         anum = clean_number(request.anum, "A-number")
         bnum = clean_number(request.bnum, "B-number") if request.bnum else ""
+        self._check_blocklist(anum, "A-number")
+        if bnum:
+            self._check_blocklist(bnum, "B-number")
         user, authed = yield self._payer(request, anum, known)
         if authenticated is not None:
             authed = authenticated and user is not None
+        if request.source != "console":  # the operator's own requests are not counted
+            yield self._check_usage(user, anum)
         settings = self._root.settings
         delay = float(settings.callbackdelay if request.delay is None else request.delay)
         cbid = yield self._root.store.callbacks.insert(
@@ -157,6 +164,37 @@ class Dispatcher(Service):
         if delay <= 0:
             self.wake()
         return cbid
+
+    def _check_blocklist(self, number: str, what: str) -> None:
+        prefix = self.tables.blocked_prefix(number) if self.tables else None
+        if prefix is not None:
+            log.warn("fraud guard: {what} {number} refused, prefix {prefix} is blocked",
+                     what=what, number=number, prefix=prefix)
+            raise Blocked(f"{what} {number} is not allowed: {prefix} is a blocked "
+                          "(premium-rate or fraud-risk) destination")
+
+    @defer.inlineCallbacks
+    def _check_usage(self, user, anum: str):
+        """The hourly request limits and the daily spend cap ([fraud]); ``LimitReached``."""
+        fraud = self._root.config.fraud
+        per_user = fraud.callbacks_per_hour if user is not None else 0
+        cap = fraud.daily_spend if user is not None else 0
+        if not (per_user or fraud.anumber_per_hour or cap):
+            return
+        used = yield self._root.store.usage.recent(user.id if user else None, anum, 3600)
+        refusal = None
+        if per_user and used.by_user >= per_user:
+            refusal = (f"too many callback requests: {used.by_user} in the last hour "
+                       f"(at most {per_user})")
+        elif fraud.anumber_per_hour and used.by_anumber >= fraud.anumber_per_hour:
+            refusal = (f"too many callback requests for {anum}: {used.by_anumber} in the "
+                       f"last hour (at most {fraud.anumber_per_hour})")
+        elif cap and used.spent_today >= money(cap):
+            refusal = f"the daily spend limit of {amount(money(cap))} is reached"
+        if refusal is not None:
+            log.warn("fraud guard: callback for {anum} by {user} refused: {why}", anum=anum,
+                     user=user.username if user else "-", why=refusal)
+            raise LimitReached(refusal)
 
     @defer.inlineCallbacks
     def _payer(self, request: CallbackRequest, anum: str, known=None):

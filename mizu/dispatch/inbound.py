@@ -154,4 +154,4 @@ class CardCall(CallSession):
             self.a_leg.hangup()
         yield self.b_over()
         status = "completed" if self.b is not None and self.b.answered else "failed"
-        yield self.settle(status, outcome)
+        yield self.settle(status, f"{outcome}: {self.refusal}" if self.refusal else outcome)

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from mizu.billing.rating import charges, max_talk_seconds
 from mizu.dispatch.cut import CreditCut
 from mizu.dispatch.records import Core, LegRecord, b_outcome
-from mizu.errors import InsufficientCredit, LegGone, MizuError, NoCapacity, NoRoute
+from mizu.errors import (
+    Blocked,
+    InsufficientCredit,
+    LegGone,
+    LimitReached,
+    MizuError,
+    NoCapacity,
+    NoRoute,
+    StoreError,
+)
 from mizu.ivr.session import IIvrHost
 from mizu.store.ledger import Cdr
 
@@ -61,6 +70,7 @@ class CallSession(CreditCut):
         self.status = "starting"
         self._b_waiters: list[defer.Deferred] = []
         self._opening: list[defer.Deferred] = []
+        self.refusal = ""  # why a fraud guard refused B: the reason the call ends with
 
     # -- what the console and the heartbeat see -------------------------------------------
     def open_cdrs(self) -> list[int]:
@@ -134,10 +144,32 @@ class CallSession(CreditCut):
 
     def _rate(self, number):
         tables = self.core.tables()
+        prefix = tables.blocked_prefix(number)
+        if prefix is not None:
+            self.refusal = f"B-number {number} is not allowed: {prefix} is a blocked " \
+                           "(premium-rate or fraud-risk) destination"
+            log.warn("fraud guard: {key} refused B {number}: prefix {prefix} is blocked",
+                     key=self.key, number=number, prefix=prefix)
+            raise Blocked(self.refusal)
         tariff = tables.rates.rate(number)
         if tariff is None or tables.gateway_uri(number) is None:
             raise NoRoute(f"no rate or route for {number}")
         return tariff
+
+    def _reserve(self, minimum: Decimal, wanted: Decimal, cap_minimum=Decimal(0)):
+        """Hold credit for this call within the [fraud] limits on calls at once and on the
+        day's spend (of which at least ``cap_minimum`` must be left): ``InsufficientCredit``
+        or ``LimitReached``."""
+        fraud = self.core.config().fraud
+        return self.core.store.ledger.reserve(
+            self.user.id, self.key, minimum, wanted, node=self.core.node,
+            max_calls=fraud.max_calls_per_user,
+            daily_cap=Decimal(str(fraud.daily_spend)) if fraud.daily_spend else None,
+            cap_minimum=cap_minimum)
+
+    def _limited(self, error: LimitReached) -> None:
+        self.refusal = str(error)
+        log.warn("fraud guard: {key} refused: {e}", key=self.key, e=error)
 
     @defer.inlineCallbacks
     def _budget(self):
@@ -194,11 +226,13 @@ class CallSession(CreditCut):
         wanted = self._total_at(tariff, first) - self.reserved
         if wanted > 0:
             try:
-                got = yield self.core.store.ledger.reserve(
-                    self.user.id, self.key, max(needed, Decimal("0.0001")), wanted,
-                    node=self.core.node)
+                got = yield self._reserve(max(needed, Decimal("0.0001")), wanted)
             except InsufficientCredit:
                 self._connected("no_credit")
+                return
+            except LimitReached as e:
+                self._limited(e)
+                self._connected("limit")
                 return
             self.reserved += got.amount
         if self._connecting is None:
@@ -342,18 +376,33 @@ class CallSession(CreditCut):
         callback = ((self.callbackid, status, reason)
                     if self.callbackid is not None and close else None)
         self.status = status
-        try:
-            charged = yield self.core.store.ledger.settle(
-                self.user.id if self.user else None, self.key, cdrs, callback)
-        except Exception:
-            log.failure("settling {key} failed; recovery will settle it", key=self.key)
-            charged = None
+        charged = yield self._store_settlement(cdrs, callback)
         if charged and self.core.metrics is not None:
             self.core.metrics.charged.inc(float(charged))
         log.info("{key} {status} {reason}: charged {charged}", key=self.key, status=status,
                  reason=reason, charged=charged)
         self.finished.callback(status)
         return charged
+
+
+    @defer.inlineCallbacks
+    def _store_settlement(self, cdrs, callback):
+        """``ledger.settle``, tried again while the database is away (``StoreError``), so
+        what a call cost is never dropped; the CDRs are closed already, so heartbeats no
+        longer stretch them meanwhile. Any other error is logged and left to recovery."""
+        delay = 1.0
+        while True:
+            try:
+                return (yield self.core.store.ledger.settle(
+                    self.user.id if self.user else None, self.key, cdrs, callback))
+            except StoreError as e:
+                log.warn("settling {key} not stored ({e}); trying again in {delay} s",
+                         key=self.key, e=e, delay=delay)
+                yield task.deferLater(self.core.clock, delay, lambda: None)
+                delay = min(delay * 2, 30.0)
+            except Exception:
+                log.failure("settling {key} failed; recovery will settle it", key=self.key)
+                return None
 
 
 class _BObserver:

@@ -41,6 +41,7 @@ class Tables:
     prompts: Prompts
     default_gateway: str = ""
     errors: list[str] = field(default_factory=list)
+    blocked: PrefixIndex = field(default_factory=PrefixIndex)
 
     @classmethod
     @defer.inlineCallbacks
@@ -70,10 +71,21 @@ class Tables:
                 errors.append(f"tb_ccampaigns id {cid} ({name}): no IVR script {script!r} "
                               f"(known: {', '.join(sorted(scripts))})")
             campaigns[cid] = Campaign(cid, name, script)
+        blocked = list(config.fraud.blocked_prefixes)
+        if config.fraud.blocklist:
+            try:
+                blocked += read_blocklist(config.fraud.blocklist)
+            except ConfigError as e:
+                errors += e.errors
         if errors:
             raise ConfigError(errors)
         return cls(rates, PrefixIndex(routes), campaigns, scripts, prompts,
-                   config.sip.default_gateway)
+                   config.sip.default_gateway,
+                   blocked=PrefixIndex((prefix, prefix) for prefix in blocked))
+
+    def blocked_prefix(self, number: str) -> str | None:
+        """The blocklist prefix ``number`` falls under, or None if it may be dialled."""
+        return self.blocked.longest(normalise_number(number)) if len(self.blocked) else None
 
     def script_for(self, campaign: int, default: str):
         """The script a campaign runs (``default`` for campaign 0 or an unknown id)."""
@@ -88,3 +100,27 @@ class Tables:
         if not gateway:
             return None
         return gateway.replace("{number}", digits)
+
+
+def read_blocklist(path: str) -> list[str]:
+    """The prefixes in a blocklist file: one per line (a leading ``+`` or ``00`` is
+    dropped), ``#`` starts a comment; ``ConfigError`` names every bad line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"[fraud] blocklist {path}: cannot read: {e}"]) from None
+    prefixes, errors = [], []
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip().replace(" ", "").replace("-", "")
+        if not text:
+            continue
+        digits = normalise_number(text) if text[:1] == "+" or text[:2] == "00" else text
+        if not digits.isdecimal() or not digits.isascii():
+            errors.append(f"[fraud] blocklist {path} line {n}: not a number prefix: "
+                          f"{line.strip()!r}")
+        else:
+            prefixes.append(digits)
+    if errors:
+        raise ConfigError(errors)
+    return prefixes

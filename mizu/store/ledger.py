@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mizu.errors import InsufficientCredit
+from mizu.errors import InsufficientCredit, LimitReached
 
 log = Logger()
 
@@ -85,10 +85,12 @@ class Reservation:
     amount: Decimal
 
 
-def _reserve(cursor, userid, session, minimum, wanted, node):
+def _reserve(cursor, userid, session, minimum, wanted, node, max_calls, daily_cap,
+             cap_minimum):
     @defer.inlineCallbacks
     def run():
-        # The row lock serialises every reservation and charge on this account.
+        # The row lock serialises every reservation and charge on this account, so the
+        # limits below hold however many calls start at once.
         yield cursor.execute(
             "SELECT credit FROM tb_user WHERE id = %s FOR NO KEY UPDATE", (userid,))
         row = cursor.fetchone()
@@ -96,9 +98,24 @@ def _reserve(cursor, userid, session, minimum, wanted, node):
             raise InsufficientCredit(f"user {userid} does not exist; nothing to reserve from")
         credit = row[0]
         yield cursor.execute(
-            "SELECT coalesce(sum(amount), 0) FROM tb_reservations WHERE userid = %s", (userid,))
-        reserved = cursor.fetchone()[0]
+            "SELECT coalesce(sum(amount), 0), count(DISTINCT session) FILTER"
+            " (WHERE session <> %s), count(*) FILTER (WHERE session = %s)"
+            " FROM tb_reservations WHERE userid = %s", (session, session, userid))
+        reserved, others, mine = cursor.fetchone()
+        if max_calls and not mine and others >= max_calls:
+            raise LimitReached(f"{others} calls in progress already (at most {max_calls}"
+                               " at once)")
         available = max(credit - reserved, Decimal(0))
+        if daily_cap is not None:
+            yield cursor.execute(
+                "SELECT coalesce(sum(cost), 0) FROM tb_cdrs WHERE userid = %s"
+                " AND starttime >= date_trunc('day', now(), 'UTC')", (userid,))
+            left = max(daily_cap - cursor.fetchone()[0] - reserved, Decimal(0))
+            if left < max(minimum, cap_minimum) and left < available:
+                raise LimitReached(
+                    f"the daily spend limit of {daily_cap} is reached ({left} left today,"
+                    f" {reserved} held by live calls)")
+            available = min(available, left)
         if available < minimum:
             raise InsufficientCredit(
                 f"user {userid} has {available} available (credit {credit}, {reserved}"
@@ -174,14 +191,23 @@ class Ledger:
         self._pool = pool
 
     def reserve(self, userid: int, session: str, minimum: Decimal, wanted: Decimal,
-                node: str = "") -> defer.Deferred:
+                node: str = "", max_calls: int = 0, daily_cap: Decimal | None = None,
+                cap_minimum: Decimal = Decimal(0)) -> defer.Deferred:
         """Hold up to ``wanted`` of the user's available credit for ``session``.
 
         Fails with ``InsufficientCredit`` when less than ``minimum`` is available (credit
-        less what other live calls hold) or the user does not exist.
+        less what other live calls hold) or the user does not exist. Fails with
+        ``LimitReached`` when the user holds reservations for ``max_calls`` other sessions
+        (0: no limit; a session reserving again is not counted twice), or when the day's
+        CDR costs (UTC) and the live calls' reservations leave less than ``minimum`` of
+        ``daily_cap`` (and less than the credit does), or less than ``cap_minimum``, what
+        the call must be able to spend (such as A's first block); what is held never
+        exceeds the cap.
         """
+        cap = money(daily_cap) if daily_cap is not None else None
         return self._pool.runInteraction(
-            _reserve, userid, session, money(minimum), money(wanted), node)
+            _reserve, userid, session, money(minimum), money(wanted), node, max_calls, cap,
+            money(cap_minimum))
 
     @defer.inlineCallbacks
     def available(self, userid: int):

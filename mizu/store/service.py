@@ -16,6 +16,7 @@ from mizu.store.idempotency import Idempotency
 from mizu.store.ledger import Ledger
 from mizu.store.migrations import migrate
 from mizu.store.pool import Pool, redact_dsn
+from mizu.store.usage import Usage
 from mizu.store.users import Users
 
 log = Logger()
@@ -39,6 +40,7 @@ class StoreService(Service):
         self.ledger = Ledger(self)
         self.catalog = Catalog(self)
         self.idempotency = Idempotency(self)
+        self.usage = Usage(self)
 
     def runQuery(self, sql, params=None):
         """One statement on the pool; fires with its rows."""

@@ -77,18 +77,19 @@ class Harness:
                         f"{where} ORDER BY id", args)
 
 
-@pytest_twisted.async_yield_fixture
-async def harness(database, sql, tmp_path):
+async def start_harness(database, sql, tmp_path, fraud=None):
+    """The started harness; ``fraud`` (a ``FraudConfig``) replaces the default guards."""
     config = Config(
         database=DatabaseConfig(dsn=database),
         sip=SipConfig(default_gateway=GATEWAY),
         ivr=IvrConfig(sounds=str(tmp_path / "sounds"), scripts=str(tmp_path / "ivr")),
-        callback=CallbackConfig(ring_timeout=30))
-    (tmp_path / "ivr").mkdir()
+        callback=CallbackConfig(ring_timeout=30),
+        **({"fraud": fraud} if fraud is not None else {}))
+    (tmp_path / "ivr").mkdir(exist_ok=True)
     clock = Clock()
     clock.advance(1_000_000)
     fake = FakeTelephony(capacity=8, clock=clock)
-    root = MizuService(config, lambda: config, reactor)
+    root = MizuService(config, lambda: root.config, reactor)
     StoreService(config.database, reactor).setServiceParent(root)
     dispatcher = Dispatcher(root, fake, clock)
     dispatcher.setServiceParent(root)
@@ -103,10 +104,21 @@ async def harness(database, sql, tmp_path):
     sql("INSERT INTO tb_rates (prefix, price, initblock, increment, connectfee) VALUES "
         "('49', 0.06, 60, 60, 0), ('44', 0.12, 30, 6, 0.05)")
     await root.reload()
-    yield Harness(root, dispatcher, fake, clock, sql)
-    for leg in list(fake.legs.values()):  # as the SIP bridge does when it stops
+    return Harness(root, dispatcher, fake, clock, sql)
+
+
+async def stop_harness(h):
+    await h.advance(1)  # legs still being placed (paced on the clock) are placed
+    for leg in list(h.fake.legs.values()):  # as the SIP bridge does when it stops
         leg.far_hangs_up(503, "shutdown")
-    await root.stopService()
+    await h.root.stopService()
+
+
+@pytest_twisted.async_yield_fixture
+async def harness(database, sql, tmp_path):
+    h = await start_harness(database, sql, tmp_path)
+    yield h
+    await stop_harness(h)
 
 
 def alice(h):
