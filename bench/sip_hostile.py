@@ -5,7 +5,7 @@ Usage: python bench/sip_hostile.py [count] [rate] [seed] [tcp_share]
 
 Starts a SIP bridge with one worker like bench/sip_capacity.py (every incoming call is
 refused 404 by the handler, as for an unknown number), sends ``count`` malformed or mutated
-messages from tests/e2e/test_sip_hostile.py's generator at ``rate`` per second over UDP and
+messages from tests/hostile/test_sip.py's generator at ``rate`` per second over UDP and
 TCP, and prints one line: messages sent, responses by class, worker restarts, seconds down.
 ASCII_ONLY=1 leaves out every message with a byte above 0x7f (to measure what else kills a
 worker while one known crash, a non-UTF-8 header in an INVITE without SDP, is not fixed).
@@ -26,7 +26,7 @@ from mizu.config import SipConfig  # noqa: E402
 from mizu.sip.bridge import SipBridge  # noqa: E402
 from mizu.telephony import IIncomingCallHandler  # noqa: E402
 from tests.e2e.peers import free_port  # noqa: E402
-from tests.e2e.test_sip_hostile import SEED, TCP_SHARE, hammer, messages  # noqa: E402
+from tests.hostile.test_sip import SEED, TCP_SHARE, hammer, messages  # noqa: E402
 
 
 @implementer(IIncomingCallHandler)

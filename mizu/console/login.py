@@ -19,6 +19,7 @@ from twisted.protocols.policies import TimeoutMixin
 
 from mizu.bans import address_key
 from mizu.config import ConsoleConfig
+from mizu.console.protocol import MAX_LINE
 
 log = Logger()
 
@@ -110,8 +111,12 @@ class LoginGate:
 
 
 class LoginProtocol(TimeoutMixin, telnet.AuthenticatingTelnetProtocol):
-    """Username/Password prompts behind a ``LoginGate``; three failed tries close it."""
+    """Username/Password prompts behind a ``LoginGate``; three failed tries close it.
 
+    A line longer than ``MAX_LINE`` is refused with a line saying so, and closes it.
+    """
+
+    MAX_LENGTH = MAX_LINE
     failures = 0
     host = "unix"
     _admitted = False
@@ -157,6 +162,22 @@ class LoginProtocol(TimeoutMixin, telnet.AuthenticatingTelnetProtocol):
         self._stop()
         self.transport.write(f"{line}\n".encode())
         self.transport.loseConnection()
+
+    def dataReceived(self, data):
+        # The telnet layer turns CR LF into LF and CR NUL (Return on some clients) into CR.
+        super().dataReceived(data.replace(b"\r", b"\n"))
+
+    def lineLengthExceeded(self, line):
+        if not self._done:
+            log.info("console login from {host}: line too long", host=self.host)
+            self._stop()
+            self.transport.write(f"\nERROR: line longer than {MAX_LINE} characters: "
+                                 "connection closed\n".encode())
+            close = getattr(self.transport, "closeAfterWrite", None)
+            if close is not None:
+                close(self.callLater)
+            else:
+                self.transport.loseConnection()
 
     def timeoutConnection(self):
         log.info("console login from {host} timed out", host=self.host)

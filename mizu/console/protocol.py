@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import shlex
 from collections.abc import Iterable
 
 from twisted.conch import telnet
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
@@ -23,14 +25,20 @@ from mizu.errors import CommandError, ConfigError, MizuError
 log = Logger()
 
 MAX_LINE = 4096
+MAX_QUEUED = 100  # lines received ahead of their answers
+SETTING_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+_TOO_LONG = object()  # stands in the queue for a refused line
 PROMPT = b"mizu> "
 
 
-@implementer(telnet.ITelnetProtocol)
+@implementer(telnet.ITelnetProtocol, IPushProducer)
 class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
     """One logged-in console session, driving the server through its public methods.
 
-    It is closed after ``idle_timeout`` seconds without input (0: never).
+    It is closed after ``idle_timeout`` seconds without input (0: never). Memory stays
+    bounded against a peer that sends without reading: the session is the producer of its
+    TCP connection, so while the answers wait in a full send buffer no more lines run and
+    no more input is read; more than ``MAX_QUEUED`` lines waiting end the session.
     """
 
     def __init__(self, server, user: str, clock, idle_timeout: float = 0):
@@ -40,19 +48,39 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
         self.callLater = clock.callLater
         self.idle_timeout = idle_timeout
         self._buffer = b""
-        self._queue: list[str] = []
+        self._queue: list[str | object] = []
         self._busy = False
         self._closed = False
+        self._discarding = False
+        self._paused = False
+        self._tcp = None
 
     def connectionMade(self):
         log.info("console user {user} logged in", user=self.user)
         self._write_lines(["mizu console. Type help for the commands."])
         self.transport.write(PROMPT)
         self.setTimeout(self.idle_timeout or None)
+        tcp = getattr(self.transport, "transport", None)  # under the telnet layer
+        if tcp is not None and getattr(tcp, "producer", None) is None:
+            tcp.registerProducer(self, True)
+            self._tcp = tcp
 
     def connectionLost(self, reason=None):
         self._closed = True
         self.setTimeout(None)
+
+    # -- IPushProducer: the TCP send buffer is full (or has room again) ------------------
+    def pauseProducing(self):
+        self._paused = True
+        self._tcp.pauseProducing()  # read no more input meanwhile
+
+    def resumeProducing(self):
+        self._paused = False
+        self._tcp.resumeProducing()
+        self._drain()
+
+    def stopProducing(self):
+        self._closed = True
 
     def timeoutConnection(self):
         log.info("console user {user} idle for {s} s: session closed",
@@ -63,17 +91,48 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
 
     def dataReceived(self, data: bytes):
         self.resetTimeout()
-        self._buffer += data.replace(b"\r\x00", b"\n").replace(b"\r\n", b"\n")
-        while b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            self._queue.append(line.rstrip(b"\r").decode("utf-8", "replace"))
-        if len(self._buffer) > MAX_LINE:
-            self._buffer = b""
-            self._queue.append("\x00too-long")
-        self._drain()
+        if self._closed:
+            return
+        # The telnet layer turns CR LF into LF and CR NUL (Return on some clients) into CR.
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        while data:
+            head, newline, data = data.partition(b"\n")
+            if self._discarding:
+                # The rest of a line already refused as too long: never run its tail.
+                self._discarding = not newline
+                continue
+            self._buffer += head
+            if len(self._buffer) > MAX_LINE:
+                self._buffer = b""
+                self._discarding = not newline
+                self._queue.append(_TOO_LONG)
+            elif newline:
+                line, self._buffer = self._buffer, b""
+                self._queue.append(line.rstrip(b"\r").decode("utf-8", "replace"))
+            self._drain()  # lines pile up only behind a command that is still running
+            if self._closed:
+                return
+            if len(self._queue) > MAX_QUEUED:
+                self._overflow()
+                return
+
+    def _overflow(self):
+        """More lines waiting than a person pastes: answer once and end the session, so
+        that a peer sending commands without reading the answers cannot grow memory."""
+        log.warn("console user {user} sent more than {n} lines ahead of the answers: "
+                 "session closed", user=self.user, n=MAX_QUEUED)
+        self._queue.clear()
+        self._write_lines(["", f"ERROR: more than {MAX_QUEUED} lines waiting for an answer: "
+                               "session closed"])
+        self._closed = True
+        close = getattr(self.transport, "closeAfterWrite", None)
+        if close is not None:
+            close(self.callLater)
+        else:
+            self.transport.loseConnection()
 
     def _drain(self):
-        while self._queue and not self._busy and not self._closed:
+        while self._queue and not self._busy and not self._closed and not self._paused:
             line = self._queue.pop(0)
             self._busy = True
             d = defer.maybeDeferred(self._execute, line)
@@ -87,7 +146,7 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
             self._drain()
 
     def _execute(self, line: str):
-        if line == "\x00too-long":
+        if line is _TOO_LONG:
             raise CommandError(f"line longer than {MAX_LINE} characters")
         try:
             words = shlex.split(line)
@@ -168,6 +227,9 @@ class ConsoleProtocol(TimeoutMixin, telnet.TelnetProtocol):
             if shown is None:
                 raise CommandError(f"no setting named {name!r}")
             return [f"{name} = {shown}"]
+        if not SETTING_NAME.fullmatch(name):
+            raise CommandError(f"{name!r} is not a setting name (a letter, then letters, "
+                               "digits or _, at most 64)")
         settings = yield self.server.set_setting(name, " ".join(value))
         return [f"{name} = {settings.get(name)}"]
 

@@ -15,6 +15,7 @@ from mizu.config import Config
 from mizu.console.auth import ConsoleChecker, ensure_admin
 from mizu.console.login import LoginGate, LoginLimits, LoginProtocol
 from mizu.console.protocol import ConsoleProtocol
+from mizu.console.transport import ConsoleTelnetTransport
 
 log = Logger()
 
@@ -66,7 +67,7 @@ class ConsoleService(Service):
         checker = ConsoleChecker(lambda: self._users, self._reactor)
         login = portal.Portal(ConsoleRealm(self._server, self._reactor), [checker])
         return ServerFactory.forProtocol(
-            lambda: telnet.TelnetTransport(LoginProtocol, login, self.gate))
+            lambda: ConsoleTelnetTransport(LoginProtocol, login, self.gate))
 
     @defer.inlineCallbacks
     def startService(self):

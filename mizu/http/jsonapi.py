@@ -145,7 +145,7 @@ class JsonApiResource(resource.Resource):
             raise TooLarge(f"the body is larger than {limit} bytes")
         try:
             body = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise BadRequest("the body is not JSON") from None
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object")

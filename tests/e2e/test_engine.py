@@ -21,7 +21,7 @@ from twisted.internet import reactor, task
 from mizu.dispatch.inbound import Inbound
 from tests.e2e import test_sip
 from tests.e2e.peers import engine_max_calls, free_port, sipp, wait_until
-from tests.e2e.test_sip_hostile import SEED, RecordingCore, hammer, messages, request, sdp
+from tests.hostile.test_sip import SEED, RecordingCore, hammer, messages, request, sdp
 
 mizu = test_sip.mizu  # the shared fixture: one worker, access number 4930555
 
@@ -187,7 +187,7 @@ async def test_300_invites_a_second_for_10_seconds_are_all_answered(mizu, sql):
 @pytest_twisted.ensureDeferred
 async def test_hostile_messages_never_restart_the_built_engine(mizu, transport, count,
                                                                tcp_share):
-    """The hostile batch of test_sip_hostile at 100/s, over UDP and then over TCP on a new
+    """The hostile batch of tests/hostile/test_sip at 100/s, over UDP and then over TCP on a new
     connection each: the built engine is never replaced (the wheel aborts over TCP)."""
     core = RecordingCore()
     mizu.sip.incoming_handler.core = core
