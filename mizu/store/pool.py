@@ -97,6 +97,26 @@ class _Detector(reconnection.DeadConnectionDetector):
         return f
 
 
+class _Connection(txpostgres.Connection):
+    """txpostgres's connection, quiet when the server goes away while it is idle.
+
+    txpostgres lets the driver's error escape ``doRead`` to the reactor, which logs it as
+    an "Unhandled Error" traceback (one per pooled connection at every database restart)
+    before closing the connection. Returned instead, the error closes it the same way
+    (``connectionLost`` with it as the reason, so the detector reconnects) and the pool
+    logs one warning.
+    """
+
+    def doRead(self):
+        try:
+            return super().doRead()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
+            return e
+        except ValueError as e:
+            # txpostgres watches the socket again after the driver closed it (fd -1).
+            return error.ConnectionLost(f"the database closed the connection ({e})")
+
+
 class Pool:
     """``size`` autocommit connections plus one for LISTEN, each reconnecting on its own.
 
@@ -126,7 +146,7 @@ class Pool:
         detector = _Detector(self)
         detector.addRecoveryHandler(lambda: log.info("database connection recovered"))
         detector.addRecoveryHandler(self._serve_waiters)
-        return txpostgres.Connection(reactor=self._reactor, detector=detector)
+        return _Connection(reactor=self._reactor, detector=detector)
 
     def _backoff(self) -> Iterator[float]:
         for delay in retrying.simpleBackoffIterator(
