@@ -91,7 +91,12 @@ class MizuService(MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        """Drain first (no more claims, incoming calls refused), then stop the children in
+        reverse; the SIP bridge gives live calls ``[sip] shutdown_grace`` seconds."""
         Service.stopService(self)
+        for child in self:
+            if getattr(child, "draining", True) is False and child.running:
+                child.drain()
         for child in reversed(list(self)):
             if child.running:
                 try:

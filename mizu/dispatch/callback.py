@@ -30,6 +30,9 @@ _REASONS = {
 }
 
 
+SHUTDOWN = "shutdown: the node stopped and [sip] shutdown_grace ran out"
+
+
 class CallbackCall(CallSession):
     """Calls A back for one claimed ``tb_callbacks`` row."""
 
@@ -151,6 +154,6 @@ class CallbackCall(CallSession):
             self.a.result = "normal"
         if outcome in _DONE or (self.b is not None and self.b.answered is not None):
             cut = f"cut: {self.refusal or 'credit used up'}" if outcome == "cut" else ""
-            yield self.settle("completed", cut)
+            yield self.settle("completed", SHUTDOWN if self.ended_by_shutdown() else cut)
         else:
             yield self.settle("failed", self.refusal or _REASONS.get(outcome, outcome))

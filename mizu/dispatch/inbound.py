@@ -154,4 +154,6 @@ class CardCall(CallSession):
             self.a_leg.hangup()
         yield self.b_over()
         status = "completed" if self.b is not None and self.b.answered else "failed"
+        if self.ended_by_shutdown():
+            outcome = "shutdown"
         yield self.settle(status, f"{outcome}: {self.refusal}" if self.refusal else outcome)

@@ -82,6 +82,10 @@ class CallSession(CreditCut):
         who = self.user.username if self.user else "-"
         return f"session {self.key} {self.status} user={who} {legs}".strip()
 
+    def ended_by_shutdown(self) -> bool:
+        """Whether a leg was ended because the node stopped (cause "shutdown")."""
+        return any(r is not None and r.result == "shutdown" for r in (self.a, self.b))
+
     def hangup(self) -> None:
         """End the call now (console ``hangup``)."""
         for leg in (self.b_leg, self.a_leg):
