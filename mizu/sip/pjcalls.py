@@ -18,14 +18,20 @@ from mizu.telephony import REMOTE
 
 
 class Player(pj.AudioMediaPlayer):
-    """A WAV player whose end-of-file is reported on the reactor thread."""
+    """A WAV player whose end-of-file is reported on the reactor thread as
+    ``on_eof(name, player)``.
 
-    def __init__(self, on_eof):
+    The player must not refer to itself (a lambda closing over it would): only the cyclic
+    garbage collector frees such a cycle, and pjsua has 32 player slots in the wheel, so
+    under load the prompts stopped playing (PJ_ETOOMANY) long before it ran.
+    """
+
+    def __init__(self, on_eof, name):
         super().__init__()
-        self._on_eof = on_eof
+        self._on_eof, self._name = on_eof, name
 
     def onEof2(self):  # pjsua's clock thread: nothing but a hop to the reactor
-        reactor.callFromThread(self._on_eof)
+        reactor.callFromThread(self._on_eof, self._name, self)
 
 
 class Leg(pj.Call):

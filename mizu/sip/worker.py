@@ -357,7 +357,7 @@ class Engine:
             return
         path = call.queue.pop(0)
         name = call.name  # the player must not hold the Call: the engine owns it alone
-        player = Player(lambda: self._eof(name, player))
+        player = Player(self._eof, name)
         try:
             player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
             player.startTransmit(self.audio(call))
