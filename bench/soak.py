@@ -32,7 +32,8 @@ reason), worker restarts.
 ``--check`` (the CI form) exits 1, naming each problem, when anything of that last list is
 not zero, or the controller or a worker died, or mizu's log has ``log_errors``
 (critical/error lines and tracebacks) or ``prompts_not_played`` (workers' "cannot play"
-warnings: pjsua2 players that were not freed once made prompts go silent under load). ``--keep`` keeps the temporary folder (mizu.log, SIPp logs).
+warnings: pjsua2 players that were not freed once made prompts go silent under load).
+``--keep`` keeps the temporary folder (mizu.log, SIPp logs).
 Needs ``sipp`` (Debian sip-tester) and ``telnet``; installs nothing. The whole run takes N
 minutes plus about a minute.
 """

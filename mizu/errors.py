@@ -100,9 +100,14 @@ class NoRoute(MizuError):
 
 class LimitReached(MizuError):
     """A fraud guard refused the request or the call: too many calls at once, too many
-    callback requests in the last hour, or the user's spend for the day reached."""
+    callback requests in the last hour, or the user's spend for the day reached.
+    ``retry_after``: whole seconds after which asking again may succeed, when known."""
 
     code = "limit"
+
+    def __init__(self, reason: str, retry_after: int | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class Blocked(NoRoute):

@@ -30,6 +30,7 @@ from mizu.store.ledger import money
 log = Logger()
 CHANNEL = "mizu_callbacks"
 _CLAIM_BATCH = 20
+_RETRY_HOURLY = 600  # seconds a client refused by an hourly limit is told to wait
 
 
 def node_name(config) -> str:
@@ -182,7 +183,7 @@ class Dispatcher(Service):
         if not (per_user or fraud.anumber_per_hour or cap):
             return
         used = yield self._root.store.usage.recent(user.id if user else None, anum, 3600)
-        refusal = None
+        refusal, retry = None, _RETRY_HOURLY
         if per_user and used.by_user >= per_user:
             refusal = (f"too many callback requests: {used.by_user} in the last hour "
                        f"(at most {per_user})")
@@ -191,10 +192,11 @@ class Dispatcher(Service):
                        f"last hour (at most {fraud.anumber_per_hour})")
         elif cap and used.spent_today >= money(cap):
             refusal = f"the daily spend limit of {amount(money(cap))} is reached"
+            retry = 86400 - int(self._clock.seconds()) % 86400  # until 00:00 UTC
         if refusal is not None:
             log.warn("fraud guard: callback for {anum} by {user} refused: {why}", anum=anum,
                      user=user.username if user else "-", why=refusal)
-            raise LimitReached(refusal)
+            raise LimitReached(refusal, retry)
 
     @defer.inlineCallbacks
     def _payer(self, request: CallbackRequest, anum: str, known=None):

@@ -10,7 +10,9 @@ from twisted.python.failure import Failure
 from mizu.errors import (
     AuthenticationFailed,
     BadRequest,
+    Blocked,
     InsufficientCredit,
+    LimitReached,
     MizuError,
     NoRoute,
     NotFound,
@@ -51,6 +53,8 @@ class TooMany(MizuError):
 # Most specific first: the status a client can act on, per error.
 STATUS: list[tuple[type[Exception], int]] = [
     (TooMany, 429),
+    (LimitReached, 429),
+    (Blocked, 403),
     (TooLarge, 413),
     (Conflict, 409),
     (KeyReused, 422),
@@ -75,6 +79,6 @@ def http_error(failure: Failure) -> tuple[int, str]:
 
 def error_headers(failure: Failure) -> list[tuple[bytes, bytes]]:
     """The headers that go with an error: ``Retry-After`` for 429."""
-    if failure.check(TooMany):
+    if failure.check(TooMany, LimitReached) and failure.value.retry_after:
         return [(b"retry-after", str(failure.value.retry_after).encode())]
     return []

@@ -35,7 +35,7 @@ class Route:
 ROUTES = (
     Route("POST", "/callbacks", "create_callback",
           "Request a callback to anum (and a connection to bnum, when given)", 202,
-          (400, 401, 402, 409, 413, 422, 503)),
+          (400, 401, 402, 403, 409, 413, 422, 503)),
     Route("GET", "/callbacks/{id}", "get_callback", "One of your callback requests", 200,
           (401, 404, 503)),
     Route("GET", "/balance", "get_balance", "Your credit", 200, (401, 503)),

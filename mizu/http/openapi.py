@@ -13,11 +13,13 @@ COMMON_ERRORS: tuple[int, ...] = (408, 429, 431)
 
 _REASONS = {200: "OK", 202: "Stored; the callback is pending", 400: "Bad request",
             401: "Wrong or missing credentials", 402: "Not enough credit",
+            403: "A number on the fraud blocklist (premium-rate or fraud-risk range)",
             404: "Not found", 408: "The request did not arrive in time",
             409: "The same Idempotency-Key is still being stored",
             413: "Body too large", 422: "Idempotency-Key used with another request",
-            429: "Too many requests, or banned after failed logins: retry after "
-                 "Retry-After seconds",
+            429: "Too many requests, banned after failed logins, or a fraud limit "
+                 "reached (callbacks per hour, spend per day): retry after Retry-After "
+                 "seconds",
             431: "Request line and headers too large, or too many headers",
             503: "Database unavailable"}
 
