@@ -26,6 +26,9 @@ from mizu.dispatch.request import CallbackRequest  # noqa: E402
 from mizu.tap import build  # noqa: E402
 from tests.e2e.peers import free_port  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(__file__))
+from http_callbacks import FRAUD_OFF  # noqa: E402
+
 _USER = re.compile(rb"^INVITE sip:([0-9]+)@")
 
 
@@ -79,7 +82,7 @@ async def main(count):
                 "[http]\nlisten = tcp:0:interface=127.0.0.1\n"
                 "[console]\nlisten = tcp:0:interface=127.0.0.1\n[console.users]\nadmin = pw\n"
                 # the gateway answers 486: no redial of a "busy" A may share the pacing
-                "[callback]\nmax_attempts = 1\n")
+                "[callback]\nmax_attempts = 1\n" + FRAUD_OFF)
 
     def load():
         return load_config(path, datadir=os.path.join(folder, "var"))

@@ -53,6 +53,8 @@ import psycopg2
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from http_callbacks import FRAUD_OFF  # noqa: E402
+
 from tests.e2e.peers import free_port  # noqa: E402
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -64,7 +66,8 @@ def config(smsc_port: int, replies: str, duplicate_window: int | None) -> str:
     return (f"[sip]\nlisten = 127.0.0.1:{free_port(2)}\nworkers = 0\n"
             "[http]\nlisten = tcp:0:interface=127.0.0.1\n"
             "[console]\nlisten = tcp:0:interface=127.0.0.1\n[console.users]\nadmin = pw\n"
-            f"[smpp]\nenabled = yes\nhost = 127.0.0.1\nport = {smsc_port}\n"
+            + FRAUD_OFF
+            + f"[smpp]\nenabled = yes\nhost = 127.0.0.1\nport = {smsc_port}\n"
             "system_id = mizu\npassword = bench\nbind = transceiver\n"
             f"source_addr = 4915790000\nreplies = {replies}\n"
             + ("" if duplicate_window is None else f"duplicate_window = {duplicate_window}\n"))

@@ -3,7 +3,7 @@
 Usage: python3 bench/soak.py [--minutes N] [--check]     (default 10 minutes)
 
 Starts ``twistd -n mizu`` as its own process (2 SIP workers, the embedded PostgreSQL in a
-temporary folder, the HTTP limits off, the ``[fraud]`` guards off when mizu has them, short
+temporary folder, the HTTP limits off, the ``[fraud]`` guards off, short
 tone prompts, ``callbackdelay`` 0, ``ring_timeout`` 5), a load SMSC in this process (the
 ``LoadServer`` of bench/smsc_load.py, delivering one text at a time on demand), and SIPp
 peers on loopback: the A phones (bench/sipp/soak_uas_a.xml: answer, wait for mizu's BYE,
@@ -62,13 +62,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-from http_callbacks import Connection, stop_mizu  # noqa: E402
+from http_callbacks import FRAUD_OFF, Connection, stop_mizu  # noqa: E402
 from smpp.pdu import operations, pdu_types  # noqa: E402
 from smpp_inbound import TWISTD, postmaster, wait_for  # noqa: E402
 from smsc_load import LoadServer, encoded  # noqa: E402
 
 from mizu import __version__  # noqa: E402
-from mizu.config import _SCHEMA  # noqa: E402
 from tests.e2e.peers import SCENARIOS, free_port  # noqa: E402
 from tests.e2e.test_callback import short_prompts  # noqa: E402
 from tests.telnetclient import TelnetSession  # noqa: E402
@@ -267,12 +266,7 @@ def config_text(folder: Path, ports: dict[str, int], workers: int) -> str:
             "max_attempts = 2\nretry_delay = 2\n"
             f"[smpp]\nenabled = yes\nhost = 127.0.0.1\nport = {ports['smsc']}\n"
             "system_id = mizu\npassword = soak\nbind = transceiver\n"
-            "source_addr = 4915790000\n")
-    fraud = _SCHEMA.get("fraud", {})  # the guards, when this mizu has them: all off
-    keys = [k for k in ("max_calls_per_user", "callbacks_per_hour", "anumber_per_hour",
-                        "daily_spend") if k in fraud]
-    if keys:
-        text += "[fraud]\n" + "".join(f"{k} = 0\n" for k in keys)
+            "source_addr = 4915790000\n" + FRAUD_OFF)
     return text
 
 

@@ -1,5 +1,6 @@
 """The JSON API and its OpenAPI document over real HTTP (treq), a running mizu, PostgreSQL."""
 
+import hashlib
 import json
 
 import pytest_twisted
@@ -89,3 +90,16 @@ async def test_idempotency_key_never_stores_twice(api, sql):
     assert second[0] == 202 and second[1]["id"] != first[1]["id"]
     assert (await post({"anum": "4917011"}, "x" * 201))[0] == 400
     assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 2
+    # A claim whose request died with the database (never completed, never released):
+    # 409 while it may still be stored; after a minute the key is free again.
+    alice_id = sql("SELECT id FROM tb_user WHERE username = 'alice'")[0][0]
+    digest = hashlib.sha256(json.dumps(["4917033", ""]).encode()).hexdigest()
+    sql("INSERT INTO tb_idempotency (userid, key, request) VALUES (%s, 'order-3', %s)",
+        (alice_id, digest))
+    assert (await post({"anum": "4917033"}, b"order-3"))[0] == 409
+    sql("UPDATE tb_idempotency SET created = now() - interval '61 seconds'"
+        " WHERE key = 'order-3'")
+    third = await post({"anum": "4917033"}, b"order-3")
+    assert third[0] == 202
+    assert await post({"anum": "4917033"}, b"order-3") == third
+    assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 3
