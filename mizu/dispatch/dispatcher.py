@@ -148,7 +148,7 @@ class Dispatcher(Service):
         self._check_blocklist(anum, "A-number")
         if bnum:
             self._check_blocklist(bnum, "B-number")
-        user, authed = yield self._payer(request, anum, known)
+        user, authed = yield self.payer(request, anum, known)
         if authenticated is not None:
             authed = authenticated and user is not None
         if request.source != "console":  # the operator's own requests are not counted
@@ -199,8 +199,10 @@ class Dispatcher(Service):
             raise LimitReached(refusal, retry)
 
     @defer.inlineCallbacks
-    def _payer(self, request: CallbackRequest, anum: str, known=None):
-        """(user, authenticated) for a request; ``AuthenticationFailed`` stores nothing."""
+    def payer(self, request: CallbackRequest, anum: str | None = None, known=None):
+        """(user, authenticated) for a request; ``AuthenticationFailed`` stores nothing.
+        ``anum``: the request's A-number as cleaned (default: as given)."""
+        anum = request.anum if anum is None else anum
         users = self._root.store.users
         if request.source == "ani" and request.userid is None:
             return None, False  # the policy found no payer: the IVR asks for a PIN

@@ -103,18 +103,17 @@ class SmsProcessor:
 
     @defer.inlineCallbacks
     def _payer(self, command, sender: str):
-        users = self._store.users
-        if command.pincode:
-            user = yield users.by_pincode(command.pincode)
-            if user is None:
-                raise AuthenticationFailed("wrong PIN")
-        elif command.username:
-            user = yield self._dispatcher.authenticate(command.username, command.password)
-        else:
-            user = yield users.by_anumber(sender)
-            if user is None:
-                raise AuthenticationFailed(f"the number {sender} is not registered; send "
-                                           "your PIN and the number to call")
+        """The paying user: by PIN or username and password as any trigger (the
+        dispatcher's rules), else the sender's number in ``tb_anumbers``."""
+        if command.pincode or command.username:
+            user, _ = yield self._dispatcher.payer(CallbackRequest(
+                anum=sender, source="sms", pincode=command.pincode,
+                username=command.username, password=command.password or ""))
+            return user
+        user = yield self._store.users.by_anumber(sender)
+        if user is None:
+            raise AuthenticationFailed(f"the number {sender} is not registered; send "
+                                       "your PIN and the number to call")
         if user.usertype != "enduser":
             raise AuthenticationFailed("not an end user")
         return user

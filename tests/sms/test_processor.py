@@ -53,9 +53,14 @@ class Dispatcher:
         self.submitted.append(request)
         return defer.succeed(100 + len(self.submitted))
 
-    def authenticate(self, username, password):
-        if (username, password) == ("alice", "wonder"):
-            return defer.succeed(ALICE)
+    def payer(self, request):
+        """As the real dispatcher: by PIN, or by username and password."""
+        if request.pincode:
+            if request.pincode == "1234":
+                return defer.succeed((ALICE, True))
+            return defer.fail(AuthenticationFailed("wrong PIN"))
+        if (request.username, request.password) == ("alice", "wonder"):
+            return defer.succeed((ALICE, True))
         return defer.fail(AuthenticationFailed("wrong username or password"))
 
 
