@@ -36,7 +36,9 @@ class CreditCut:
         end = self.b.answered + covered
         now = self._now()
         if final or covered >= self.core.config().callback.max_call_time:
-            log.info("{key}: cut after {s} s of talk", key=self.key, s=covered)
+            log.info("{key}: the call will be cut after {s} s of talk ({why})", key=self.key,
+                     s=covered, why="no more credit can be reserved" if final
+                     else "[callback] max_call_time")
             self._cut_talk = covered
             self._cut = self.core.clock.callLater(max(0.0, end - now), self._cut_now)
             return
