@@ -1,10 +1,12 @@
 """Stored callback requests per second through the HTTP API, and latency at half that rate.
 
 Usage: python bench/http_callbacks.py [--seconds 10] [--connections 16] [--profile PREFIX]
+                                      [--guards]
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``); installs nothing itself. Starts
 ``twistd -n mizu`` as its own process (``[sip] workers = 0``, so requests are stored and
-stay pending; the embedded PostgreSQL in a temporary folder; the HTTP abuse limits off),
+stay pending; the embedded PostgreSQL in a temporary folder; the HTTP abuse limits and the
+``[fraud]`` guards off; with ``--guards`` every guard is checked, with limits no run reaches),
 adds 4 end users by SQL, and loads it over loopback from other processes. For each path,
 ``json`` (``POST /api/v1/callbacks`` with HTTP Basic, 202) and ``mvapi``
 (``GET /mvapireq/?apientry=callback``, 200), every request with its own A-number:
@@ -58,6 +60,9 @@ from tests.e2e.peers import free_port  # noqa: E402
 # The benches measure throughput: the fraud guards would refuse one user's thousands.
 FRAUD_OFF = ("[fraud]\nmax_calls_per_user = 0\ncallbacks_per_hour = 0\nanumber_per_hour = 0\n"
              "daily_spend = 0\n")
+# --guards: every guard checked on every request, with limits no run reaches (their cost).
+GUARDS_HIGH = ("[fraud]\ncallbacks_per_hour = 1000000\nanumber_per_hour = 1000000\n"
+               "daily_spend = 1000000000\n")
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 LUA = ROOT / "bench" / "http_callbacks.lua"
@@ -66,7 +71,7 @@ BNUM = "4420111"
 WARM_UP = 2
 
 
-def start_mizu(folder: Path) -> tuple[subprocess.Popen, int]:
+def start_mizu(folder: Path, fraud: str = FRAUD_OFF) -> tuple[subprocess.Popen, int]:
     """``twistd -n mizu`` without SIP on a free loopback port; returns it once ready."""
     port = free_port()
     config = folder / "mizu.ini"
@@ -74,7 +79,7 @@ def start_mizu(folder: Path) -> tuple[subprocess.Popen, int]:
                       f"[http]\nlisten = tcp:{port}:interface=127.0.0.1\n"
                       "address_rate = 0\nuser_rate = 0\nmax_connections = 0\n"
                       f"[console]\nlisten = tcp:{free_port()}:interface=127.0.0.1\n"
-                      "[console.users]\nadmin = x\n" + FRAUD_OFF)
+                      "[console.users]\nadmin = x\n" + fraud)
     log = folder / "mizu.log"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
@@ -310,12 +315,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="per phase (default 10)")
     parser.add_argument("--connections", type=int, default=16, help="for wrk (default 16)")
     parser.add_argument("--profile", metavar="PREFIX", help="py-spy SVGs of saturation")
+    parser.add_argument("--guards", action="store_true",
+                        help="check the [fraud] guards on every request (off by default)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/http_callbacks.py needs wrk: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="mizu-bench-") as tmp:
         folder = Path(tmp)
-        proc, port = start_mizu(folder)
+        proc, port = start_mizu(folder, GUARDS_HIGH if args.guards else FRAUD_OFF)
         try:
             rows = Rows(folder)
             rows.add_users()
