@@ -11,7 +11,7 @@ from decimal import Decimal
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mizu.dispatch.session import CallSession, LegRecord
+from mizu.dispatch.session import WORKER_DIED, CallSession, LegRecord
 from mizu.dispatch.tables import BUILTIN_CALLBACK
 from mizu.errors import InsufficientCredit, LimitReached, MizuError, NoCapacity, ShuttingDown
 from mizu.ivr.session import IvrSession
@@ -100,7 +100,8 @@ class CallbackCall(CallSession):
         self.status = "requeued"
         yield self.core.store.ledger.settle(
             self.user.id if self.user else None, self.key, [], None)
-        yield self.core.store.callbacks.requeue(self.row.id, 2.0, f"waiting: {why}")
+        yield self.core.store.callbacks.requeue(self.row.id, 2.0, f"waiting: {why}",
+                                                dialled=False)
         self.finished.callback("requeued")
 
     # -- A's events until it answers (then the IVR observes it) ----------------------------
@@ -150,10 +151,12 @@ class CallbackCall(CallSession):
         if self.a_leg is not None and self.a_leg.state != "ended":
             self.a_leg.hangup()
         yield self.b_over()
-        if self.a.result in ("", "normal") and outcome in _REASONS:
+        if self.a.result in ("", "normal") and (outcome in _REASONS or outcome in _DONE):
             self.a.result = "normal"
-        if outcome in _DONE or (self.b is not None and self.b.answered is not None):
+        if self.ended_by(WORKER_DIED):
+            yield self.settle("failed", "worker died: the call's SIP worker process ended")
+        elif outcome in _DONE or (self.b is not None and self.b.answered is not None):
             cut = f"cut: {self.refusal or 'credit used up'}" if outcome == "cut" else ""
-            yield self.settle("completed", SHUTDOWN if self.ended_by_shutdown() else cut)
+            yield self.settle("completed", SHUTDOWN if self.ended_by("shutdown") else cut)
         else:
             yield self.settle("failed", self.refusal or _REASONS.get(outcome, outcome))

@@ -60,6 +60,7 @@ class Dispatcher(Service):
         self._wake_call = None
         self._loops: list[task.LoopingCall] = []
         self._pending_tables = None
+        self._starting = 0  # claimed rows whose A-leg is not placed yet: not yet in available()
 
     # -- lifecycle ------------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -158,7 +159,9 @@ class Dispatcher(Service):
         cbid = yield self._root.store.callbacks.insert(
             userid=user.id if user else None, anum=anum, bnum=bnum, source=request.source,
             accessnumber=request.accessnumber, ivrid=request.campaign, authenticated=authed,
-            callerid=request.callerid, delay=max(0.0, delay), same_within=request.same_within)
+            callerid=request.callerid, delay=max(0.0, delay), same_within=request.same_within,
+            idempotency=(user.id, request.idempotency_key)
+            if request.idempotency_key and user else None)
         log.info("callback {id} stored: {anum} -> {bnum} from {source} user={user}", id=cbid,
                  anum=anum, bnum=bnum or "(IVR asks)", source=request.source,
                  user=user.username if user else "-")
@@ -280,7 +283,7 @@ class Dispatcher(Service):
         if self.core.telephony is None or self.draining:
             return  # a node without SIP (or drained) stores requests; others dial them
         while self.running:
-            room = self.core.telephony.available(2)
+            room = self.core.telephony.available(2) - self._starting
             if room <= 0:
                 due = yield callbacks.next_due()
                 if due is not None and due <= 0:
@@ -298,11 +301,15 @@ class Dispatcher(Service):
 
     @defer.inlineCallbacks
     def _start(self, row):
-        user = (yield self._root.store.users.by_id(row.userid)) if row.userid else None
-        call = CallbackCall(self.core, row, user, self.ivr_limits())
-        self.track(call)
-        log.info("callback {id}: calling {anum}", id=row.id, anum=row.anum)
-        call.start().addErrback(self._start_failed, call)
+        self._starting += 1
+        try:
+            user = (yield self._root.store.users.by_id(row.userid)) if row.userid else None
+            call = CallbackCall(self.core, row, user, self.ivr_limits())
+            self.track(call)
+            log.info("callback {id}: calling {anum}", id=row.id, anum=row.anum)
+            yield call.start().addErrback(self._start_failed, call)
+        finally:
+            self._starting -= 1
 
     def _start_failed(self, failure, call):
         log.failure("callback {key} failed to start", failure, key=call.key)

@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from mizu.dispatch import policy
 from mizu.dispatch.request import CallbackRequest
-from mizu.dispatch.session import CallSession, LegRecord
+from mizu.dispatch.session import WORKER_DIED, CallSession, LegRecord
 from mizu.dispatch.tables import BUILTIN_CALLBACK, BUILTIN_CARD
 from mizu.errors import LegGone, MizuError
 from mizu.ivr.session import IvrSession
@@ -154,6 +154,8 @@ class CardCall(CallSession):
             self.a_leg.hangup()
         yield self.b_over()
         status = "completed" if self.b is not None and self.b.answered else "failed"
-        if self.ended_by_shutdown():
+        if self.ended_by("shutdown"):
             outcome = "shutdown"
+        elif self.ended_by(WORKER_DIED):
+            status, outcome = "failed", WORKER_DIED
         yield self.settle(status, f"{outcome}: {self.refusal}" if self.refusal else outcome)

@@ -48,3 +48,4 @@ class CallbackRequest:
     callerid: str = ""
     delay: float | None = None
     same_within: float = 0.0  # a copy stored this many seconds ago is this request (SMS)
+    idempotency_key: str = ""  # the client's key, claimed in tb_idempotency for the payer

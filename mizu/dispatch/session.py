@@ -30,10 +30,20 @@ from mizu.errors import (
 )
 from mizu.ivr.session import IIvrHost
 from mizu.store.ledger import Cdr
+from mizu.telephony import WORKER
 
-__all__ = ["CallSession", "Core", "LegRecord", "b_outcome"]
+__all__ = ["CallSession", "Core", "LegRecord", "WORKER_DIED", "b_outcome", "leg_result"]
 
 log = Logger()
+
+WORKER_DIED = "worker died"  # a leg's result when its SIP worker process ended under it
+
+
+def leg_result(cause) -> str:
+    """What a leg's CDR says of how it ended."""
+    if cause is None:
+        return "failed"
+    return WORKER_DIED if cause.by == WORKER else cause.cause
 
 
 @implementer(IIvrHost)
@@ -82,9 +92,9 @@ class CallSession(CreditCut):
         who = self.user.username if self.user else "-"
         return f"session {self.key} {self.status} user={who} {legs}".strip()
 
-    def ended_by_shutdown(self) -> bool:
-        """Whether a leg was ended because the node stopped (cause "shutdown")."""
-        return any(r is not None and r.result == "shutdown" for r in (self.a, self.b))
+    def ended_by(self, result: str) -> bool:
+        """Whether a leg ended with ``result`` ("shutdown", ``WORKER_DIED``)."""
+        return any(r is not None and r.result == result for r in (self.a, self.b))
 
     def hangup(self) -> None:
         """End the call now (console ``hangup``)."""
@@ -193,7 +203,7 @@ class CallSession(CreditCut):
         """The first leg's end, once (from its observer or the IVR's ``on_ended``)."""
         if self.a.ended is None:
             self.a.ended = self._now()
-            self.a.result = cause.cause if cause else "failed"
+            self.a.result = leg_result(cause)
 
     def _talk_seconds(self, budget: Decimal, tariff, a_elapsed: float | None = None) -> int:
         """How long B may talk on ``budget``, A having run ``a_elapsed`` s (now: so far)."""
@@ -295,7 +305,7 @@ class CallSession(CreditCut):
     def b_ended(self, leg, cause) -> None:
         self.b.ended = self._now()
         answered = self.b.answered is not None
-        self.b.result = "cut" if self._was_cut else (cause.cause if cause else "failed")
+        self.b.result = "cut" if self._was_cut else leg_result(cause)
         if answered and self.a_leg is not None and self.a_leg.state != "ended":
             try:
                 self.a_leg.unbridge(leg)

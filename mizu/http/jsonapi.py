@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from twisted.internet import defer
 from twisted.web import resource, server
@@ -178,11 +178,12 @@ class JsonApiResource(resource.Resource):
             return {"id": cbid, "status": row.status if row else "pending"}
         try:
             self._limits.check_user(user.id)
-            cbid = yield self._dispatcher.submit(submit, user=user)
+            # The key gets the callback's id in the statement that stores it.
+            cbid = yield self._dispatcher.submit(
+                replace(submit, idempotency_key=key), user=user)
         except Exception:
-            yield keys.release(user.id, key)
+            yield keys.release(user.id, key)  # only a key that got no callback
             raise
-        yield keys.complete(user.id, key, cbid)
         return {"id": cbid, "status": "pending"}
 
     @defer.inlineCallbacks

@@ -17,6 +17,7 @@ import secrets
 from twisted.application.service import Service
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mizu.config import SipConfig
@@ -115,7 +116,8 @@ class SipLeg(LegBase):
         return self._call(cmd.SendDtmf, digits=digits)
 
     def hangup(self, code=None):
-        if self.state == "ended":
+        if self.state == "ended" or not self._worker.alive:
+            # A dead worker's legs are all ended by workerEnded, in this same turn.
             return defer.succeed(None)
         self.undecided = None
         # The worker may have ended the call already (a BYE crossing ours, or a second
@@ -129,6 +131,11 @@ class SipLeg(LegBase):
 
 def _already_gone(failure):
     failure.trap(LegGone)
+
+
+class WorkerDied(NoCapacity):
+    """The worker a leg was being set up on died (or was gone) before it confirmed the
+    INVITE: no slot after all, so a callback is put back instead of failing."""
 
 
 class NoHandler:
@@ -375,13 +382,18 @@ class SipBridge(Service):
         def refused(failure):
             if leg.state != "ended":
                 give_back()
+            if not worker.alive and not failure.check(WorkerDied):
+                # the link or the process went away under the command, not a refusal
+                failure = Failure(WorkerDied(
+                    f"sip worker {worker.index} died before it dialled {uri}"))
             if not result.called:
                 result.errback(failure)
 
         def dial():
             state["pacing"] = None
             if leg.state == "ended":  # its worker died while it waited
-                result.errback(LegGone(f"leg {leg.id} ended before dialling ({leg.cause.cause})"))
+                result.errback(WorkerDied(f"leg {leg.id} ended before dialling"
+                                          f" ({leg.cause.cause}): its worker died"))
                 return
             state["sent"] = True
             worker.call(cmd.Originate, leg=leg.id, uri=uri, caller=caller or "",

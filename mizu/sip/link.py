@@ -17,6 +17,11 @@ class ControllerLink(amp.AMP):
     def __init__(self, sink):
         super().__init__()
         self.sink = sink
+        self.lost = False  # the worker's end is gone (it died, or is going): no new work
+
+    def connectionLost(self, reason):
+        self.lost = True
+        super().connectionLost(reason)
 
     def unhandledError(self, failure):
         """A command's error nobody handled: AMP would drop the link, and the worker with

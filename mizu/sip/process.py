@@ -6,7 +6,7 @@ import os
 import socket
 import sys
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 
 from mizu.errors import TelephonyError
@@ -15,6 +15,10 @@ from mizu.sip.link import ControllerLink
 
 log = Logger()
 HELLO_TIMEOUT = 20.0  # a worker that has not said Hello by then is killed and restarted
+# A running worker is asked Hello every PING_INTERVAL s; one that has not answered for
+# HELLO_TIMEOUT s is hung (a deadlocked pjsua, SIGSTOP) and is killed, so that its calls
+# end and it is replaced instead of holding them, and the callbacks on them, forever.
+PING_INTERVAL = 5.0
 
 
 class WorkerProcess(protocol.ProcessProtocol):
@@ -36,6 +40,8 @@ class WorkerProcess(protocol.ProcessProtocol):
         self.ended = defer.Deferred()
         self.end_reason = None
         self._partial = {1: b"", 2: b""}
+        self._pinger = None
+        self._ping_since: float | None = None  # when the unanswered ping was sent
 
     def spawn(self) -> defer.Deferred:
         """Start the process with an AMP socket on its fd 3; fires once it said Hello."""
@@ -84,7 +90,34 @@ class WorkerProcess(protocol.ProcessProtocol):
         log.info("sip worker {n} pid={pid} port={port} capacity={capacity} engine={engine}",
                  n=self.index, pid=self.pid, port=self.port, capacity=self.capacity,
                  engine=self.engine)
+        if not self.ended.called:
+            self._pinger = task.LoopingCall(self._ping)
+            self._pinger.clock = self._reactor
+            self._pinger.start(PING_INTERVAL, now=False)
         return self
+
+    def _ping(self):
+        now = self._reactor.seconds()
+        if self._ping_since is not None:
+            if now - self._ping_since >= HELLO_TIMEOUT:
+                log.error("sip worker {n} pid={pid} has not answered for {s:.0f} s; killing"
+                          " it", n=self.index, pid=self.pid, s=now - self._ping_since)
+                self._stop_pinging()
+                self._kill()
+            return
+        if self.ended.called or self._link_lost():
+            return
+        self._ping_since = now
+
+        def answered(_):
+            self._ping_since = None
+
+        self.link.callRemote(cmd.Hello).addCallbacks(answered, lambda _: None)
+
+    def _stop_pinging(self):
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self._pinger = None
 
     def connectionMade(self):
         self.pid = self.transport.pid
@@ -104,6 +137,7 @@ class WorkerProcess(protocol.ProcessProtocol):
                 log.info("sip worker {n}: {line}", n=self.index, line=text)
 
     def processEnded(self, reason):
+        self._stop_pinging()
         if self.link is not None and self.link.transport is not None:
             self.link.transport.loseConnection()
         log.info("sip worker {n} pid={pid} ended: {reason}", n=self.index, pid=self.pid,
@@ -116,17 +150,22 @@ class WorkerProcess(protocol.ProcessProtocol):
 
     @property
     def alive(self) -> bool:
-        """Said Hello and has not exited."""
-        return bool(self.capacity) and not self.ended.called
+        """Said Hello, has not exited and its link is up (a killed worker's socket closes
+        a moment before its exit is reaped: no new call goes to it meanwhile)."""
+        return bool(self.capacity) and not self.ended.called and not self._link_lost()
+
+    def _link_lost(self) -> bool:
+        return self.link is None or getattr(self.link, "lost", False)
 
     def call(self, command, **kwargs) -> defer.Deferred:
         """Send one command to the worker."""
-        if self.link is None or self.ended.called:
+        if self.ended.called or self._link_lost():
             return defer.fail(TelephonyError(f"sip worker {self.index} is not running"))
         return self.link.callRemote(command, **kwargs)
 
     def stop(self, grace: float) -> defer.Deferred:
         """Close the link (the worker then shuts down by itself); SIGKILL after ``grace``."""
+        self._stop_pinging()
         if self.ended.called:
             return defer.succeed(None)
         if self.link is not None and self.link.transport is not None:

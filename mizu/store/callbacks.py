@@ -138,8 +138,13 @@ class Callbacks:
     @defer.inlineCallbacks
     def insert(self, *, userid: int | None, anum: str, bnum: str = "", source: str,
                accessnumber: str = "", ivrid: int = 0, authenticated: bool = False,
-               callerid: str = "", delay: float = 0.0, same_within: float = 0.0):
+               callerid: str = "", delay: float = 0.0, same_within: float = 0.0,
+               idempotency: tuple[int, str] | None = None):
         """Queue a pending request due ``delay`` seconds from now; fires with its id.
+
+        ``idempotency = (userid, key)``: the claimed ``tb_idempotency`` row gets the new
+        id in the same statement, so a commit whose answer is lost with the connection
+        still tells a retry with that key which callback it created.
 
         For the phone triggers (``ani``, ``sms``) an A-number has at most one live
         request: while one is pending or in progress, its id is returned instead. With
@@ -149,6 +154,13 @@ class Callbacks:
         """
         values = (userid, anum, bnum, source, accessnumber, ivrid, authenticated, callerid,
                   float(delay))
+        if idempotency is not None and source not in TRIGGERS:
+            rows = yield self._pool.runQuery(
+                "WITH row AS (" + _INSERT + _ROW + " RETURNING id), done AS ("
+                "UPDATE tb_idempotency SET callbackid = (SELECT id FROM row)"
+                " WHERE userid = %s AND key = %s) SELECT id FROM row",
+                values + tuple(idempotency))
+            return rows[0][0]
         if source not in TRIGGERS:
             return (yield self._plain.add(values))
         sql = _INSERT + _ROW
@@ -202,14 +214,18 @@ class Callbacks:
         return bool(rows)
 
     @defer.inlineCallbacks
-    def requeue(self, id: int, delay: float, reason: str):
-        """Put an unfinished row back to pending, due in ``delay`` seconds (no capacity).
+    def requeue(self, id: int, delay: float, reason: str, dialled: bool = True):
+        """Put an unfinished row back to pending, due in ``delay`` seconds.
 
+        ``dialled=False``: the claim never dialled A (no capacity after all), so it gives
+        back the attempt it counted; ``max_attempts`` counts calls to A, not claims.
         Fires with whether a row changed.
         """
+        attempts = "attempts" if dialled else "greatest(attempts - 1, 0)"
         rows = yield self._pool.runQuery(
             "UPDATE tb_callbacks SET status = 'pending', reason = %s, node = '',"
-            " due = now() + %s * interval '1 second', updated = now(), heartbeat = NULL"
+            f" attempts = {attempts}, due = now() + %s * interval '1 second',"
+            " updated = now(), heartbeat = NULL"
             " WHERE id = %s AND status NOT IN %s RETURNING id",
             (reason, float(delay), id, FINAL))
         return bool(rows)

@@ -36,12 +36,6 @@ class Idempotency:
             return (yield self.claim(userid, key, request))
         return False, tuple(rows[0])
 
-    def complete(self, userid: int, key: str, callbackid: int):
-        """Record the callback the key's request created."""
-        return self._pool.runOperation(
-            "UPDATE tb_idempotency SET callbackid = %s WHERE userid = %s AND key = %s",
-            (callbackid, userid, key))
-
     def release(self, userid: int, key: str):
         """Forget a key whose request was refused, so that it can be sent again."""
         return self._pool.runOperation(

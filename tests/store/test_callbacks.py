@@ -2,9 +2,11 @@
 
 import time
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from mizu.errors import StoreError
 from mizu.store.callbacks import CallbackRow, Callbacks
 from mizu.store.migrations import LATEST, MIGRATIONS, migrate
 from mizu.store.pool import Pool
@@ -27,6 +29,23 @@ async def callbacks(database):
 def user(sql, name="alice"):
     sql("INSERT INTO tb_user (username, credit) VALUES (%s, 5)", (name,))
     return sql("SELECT id FROM tb_user WHERE username = %s", (name,))[0][0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_insert_gives_the_claimed_idempotency_key_its_id_in_the_same_statement(
+        callbacks, sql):
+    """With ``idempotency``, the row and the key's callback id commit together: a lost
+    answer cannot leave the key free for a retry to store the request again."""
+    uid = user(sql)
+    sql("INSERT INTO tb_idempotency (userid, key, request) VALUES (%s, 'k1', 'r')", (uid,))
+    id = await callbacks.insert(userid=uid, anum="4917011", source="http",
+                                idempotency=(uid, "k1"))
+    assert sql("SELECT callbackid FROM tb_idempotency WHERE key = 'k1'") == [(id,)]
+    with pytest.raises(StoreError):  # a failing insert leaves the key as it was
+        await callbacks.insert(userid=uid + 99, anum="4917011", source="http",
+                               idempotency=(uid, "k1"))
+    assert sql("SELECT callbackid FROM tb_idempotency WHERE key = 'k1'") == [(id,)]
+    assert sql("SELECT count(*) FROM tb_callbacks")[0][0] == 1
 
 
 @pytest_twisted.ensureDeferred
