@@ -34,13 +34,21 @@ _CONNECTION_LOST = (reconnection.ConnectionDead, txpostgres.RollbackFailed,
                     error.ConnectionDone, error.ConnectionLost)
 
 
+# SQLSTATE classes of a server that cannot do the work asked (not of a bad statement):
+# insufficient resources (53100 disk full), operator intervention, system (I/O) errors.
+_SERVER_TROUBLE = ("53", "57", "58")
+
+
 def wrap_error(failure: Failure) -> Failure:
     """Turn a driver failure into a ``StoreError``; mizu's own errors pass unchanged."""
     if failure.check(MizuError):
         return failure
-    # Deadlocks and serialisation failures are OperationalErrors on a healthy connection.
-    if failure.check(*_CONNECTION_LOST) and not failure.check(
-            psycopg2.errors.TransactionRollbackError):
+    # Deadlocks, serialisation failures and a full disk are OperationalErrors too, but
+    # the server sent them over a healthy connection: only a code of connection trouble
+    # (08, 57P: the server shutting down) or none at all means the connection is gone.
+    code = getattr(failure.value, "pgcode", None) or ""
+    if failure.check(*_CONNECTION_LOST) and (not code or code[:2] == "08"
+                                             or code[:3] == "57P"):
         return Failure(StoreUnavailable(f"database connection lost: {_first_line(failure)}"))
     if failure.check(psycopg2.Error):
         exc = failure.value
@@ -135,6 +143,7 @@ class Pool:
         self._max_delay = max_reconnect_delay
         self._closing = False
         self._last_loss: str | None = None
+        self.server_trouble: tuple[float, str] | None = None  # (when, what): see _noted
         self._connections = [self._make_connection() for _ in range(size)]
         # Longest idle first, dead ones included: a dead one is skipped until it recovers.
         self._idle = list(self._connections)
@@ -254,7 +263,16 @@ class Pool:
             d = defer.maybeDeferred(getattr(c, method), *args, **kwargs)
             return d.addBoth(put_back)
 
-        return self._acquire().addCallback(run_on).addErrback(wrap_error)
+        return self._acquire().addCallback(run_on).addErrback(wrap_error).addErrback(
+            self._noted)
+
+    def _noted(self, failure: Failure) -> Failure:
+        """Remember a server that cannot do its work (disk full, read only, I/O error,
+        shutting down) for ``status``: its connections are up, so nothing else shows it."""
+        code = getattr(failure.value, "pgcode", None) or ""
+        if code[:2] in _SERVER_TROUBLE or code == "25006":
+            self.server_trouble = (self._reactor.seconds(), first_line(failure.value))
+        return failure
 
     def runQuery(self, sql: str, params: Any = None) -> defer.Deferred:
         """Run one statement in its own transaction; fires with all rows."""

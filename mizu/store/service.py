@@ -22,6 +22,9 @@ from mizu.store.users import Users
 log = Logger()
 
 
+TROUBLE_SHOWN = 300  # seconds ``status`` shows the server's last disk or I/O error
+
+
 class StoreService(Service):
     """Starts first and stops last: every other service reads and writes through it."""
 
@@ -84,7 +87,8 @@ class StoreService(Service):
 
         ``state=up`` while every connection is live, ``state=up (N reconnecting: why)``
         while some are, ``state=down (reconnecting: why)`` when none is, where ``why``
-        is the last connection-loss reason.
+        is the last connection-loss reason; then, for 5 minutes after it, the server's
+        last disk, I/O or shutdown error (a full disk leaves every connection up).
         """
         if self.pool is None:
             return ["database starting"]
@@ -96,6 +100,10 @@ class StoreService(Service):
             state = f"up ({total - live} reconnecting: {why})"
         else:
             state = f"down (reconnecting: {why})"
+        trouble = self.pool.server_trouble
+        if trouble is not None and self._reactor.seconds() - trouble[0] < TROUBLE_SHOWN:
+            state += (f" (last server error {self._reactor.seconds() - trouble[0]:.0f} s ago:"
+                      f" {trouble[1]})")
         kind = f"embedded in {self.embedded.pgdata}" if self.embedded else "external"
         return [f"database {kind} dsn={self.dsn} schema={self.schema_version} "
                 f"connections={live}/{total} state={state}"]

@@ -472,6 +472,10 @@ async def test_embedded_database_disk_full(tmp_path, small_disk):
         lines, final = await command(f"callback {A_NUMBER} 4420222 user=alice")
         assert (lines, final[:6]) == ([], "ERROR:") and DISK_FULL in final, (lines, final)
         assert await text(SENDERS[0]) == 0x64  # ESME_RX_T_APPN: deliver it again later
+        lines, final = await command("status")  # the connections are up: status says why
+        database = [line for line in lines if line.startswith("database ")]
+        assert final == "OK" and "last server error" in database[0], lines
+        assert DISK_FULL in database[0], database
 
         await finished(b)  # B hung up after 8 s: the call was not cut by the full disk
         heard = [t for t in rtp_a.loud_times() if full < t < b_ended[0]]
