@@ -72,8 +72,8 @@ class CallbackCall(CallSession):
         if self.authenticated:
             tariff = self.a.tariff
             minimum = tariff.cost(0) if tariff is not None else Decimal(0)
-            fraud = config.fraud
-            if minimum > 0 or fraud.max_calls_per_user or fraud.daily_spend:
+            limits = self.limits()
+            if minimum > 0 or limits.max_calls or limits.daily_cap:
                 try:  # the day's spend must leave room for A's first block at least
                     got = yield self._reserve(minimum, minimum, tariff.cost(1) if tariff
                                               else Decimal(0))

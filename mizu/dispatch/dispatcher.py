@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from mizu.billing.money import amount
 from mizu.dispatch.callback import CallbackCall
+from mizu.dispatch.guards import limits_for
 from mizu.dispatch.recovery import recover
 from mizu.dispatch.request import SOURCES, CallbackRequest, clean_number
 from mizu.dispatch.session import Core
@@ -181,8 +182,8 @@ class Dispatcher(Service):
     def _check_usage(self, user, anum: str):
         """The hourly request limits and the daily spend cap ([fraud]); ``LimitReached``."""
         fraud = self._root.config.fraud
-        per_user = fraud.callbacks_per_hour if user is not None else 0
-        cap = fraud.daily_spend if user is not None else 0
+        limits = limits_for(fraud, user)
+        per_user, cap = limits.per_hour, limits.daily_cap
         if not (per_user or fraud.anumber_per_hour or cap):
             return
         used = yield self._root.store.usage.recent(user.id if user else None, anum, 3600)
@@ -193,7 +194,7 @@ class Dispatcher(Service):
         elif fraud.anumber_per_hour and used.by_anumber >= fraud.anumber_per_hour:
             refusal = (f"too many callback requests for {anum}: {used.by_anumber} in the "
                        f"last hour (at most {fraud.anumber_per_hour})")
-        elif cap and used.spent_today >= money(cap):
+        elif cap is not None and used.spent_today >= money(cap):
             refusal = f"the daily spend limit of {amount(money(cap))} is reached"
             retry = 86400 - int(self._clock.seconds()) % 86400  # until 00:00 UTC
         if refusal is not None:

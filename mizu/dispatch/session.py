@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from mizu.billing.rating import charges, max_talk_seconds
 from mizu.dispatch.cut import CreditCut
+from mizu.dispatch.guards import limits_for
 from mizu.dispatch.records import Core, LegRecord, b_outcome
 from mizu.errors import (
     Blocked,
@@ -174,12 +175,14 @@ class CallSession(CreditCut):
         """Hold credit for this call within the [fraud] limits on calls at once and on the
         day's spend (of which at least ``cap_minimum`` must be left): ``InsufficientCredit``
         or ``LimitReached``."""
-        fraud = self.core.config().fraud
+        limits = self.limits()
         return self.core.store.ledger.reserve(
             self.user.id, self.key, minimum, wanted, node=self.core.node,
-            max_calls=fraud.max_calls_per_user,
-            daily_cap=Decimal(str(fraud.daily_spend)) if fraud.daily_spend else None,
-            cap_minimum=cap_minimum)
+            max_calls=limits.max_calls, daily_cap=limits.daily_cap, cap_minimum=cap_minimum)
+
+    def limits(self):
+        """The fraud limits of this call's payer."""
+        return limits_for(self.core.config().fraud, self.user)
 
     def _limited(self, error: LimitReached) -> None:
         self.refusal = str(error)

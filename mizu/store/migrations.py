@@ -203,7 +203,13 @@ _V4 = [
 # A copy of a recent request (an SMS delivered again) is looked up by A-number and time.
 _V5 = ["CREATE INDEX tb_callbacks_anum ON tb_callbacks (anum, created)"]
 
-MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5)]
+# Per-user fraud limits; NULL: the [fraud] setting, 0: no limit for this user.
+_V6 = ["ALTER TABLE tb_user ADD COLUMN maxcalls integer CHECK (maxcalls >= 0),"
+       " ADD COLUMN callbacksperhour integer CHECK (callbacksperhour >= 0),"
+       " ADD COLUMN dailyspend numeric(16, 4) CHECK (dailyspend >= 0)"]
+
+MIGRATIONS: list[tuple[int, list[str]]] = [(1, _V1), (2, _V2), (3, _V3), (4, _V4), (5, _V5),
+                                           (6, _V6)]
 LATEST = MIGRATIONS[-1][0]
 
 

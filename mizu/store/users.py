@@ -12,7 +12,7 @@ from twisted.logger import Logger
 log = Logger()
 
 _COLUMNS = ("id, username, password, pincode, usertype, credit, iscallback, anumberlookup,"
-            " ivrid, authip, callerid")
+            " ivrid, authip, callerid, maxcalls, callbacksperhour, dailyspend")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class User:
     ivrid: int
     authip: str
     callerid: str
+    # This user's fraud limits: None follows [fraud], 0 is no limit.
+    maxcalls: int | None = None
+    callbacksperhour: int | None = None
+    dailyspend: Decimal | None = None
 
     @property
     def is_access_number(self) -> bool:

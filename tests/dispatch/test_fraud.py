@@ -198,3 +198,29 @@ async def test_settling_waits_for_the_database_and_is_never_dropped(guarded):
     assert [r[0] for r in rows] == ["A", "B"] and 30 <= rows[1][3] <= 36  # 30 s + 6 s steps
     assert h.credit() == Decimal(10) - rows[0][4] - rows[1][4]
     assert h.sql("SELECT count(*) FROM tb_reservations")[0][0] == 0
+
+
+@with_fraud(callbacks_per_hour=1, max_calls_per_user=1)
+@pytest_twisted.ensureDeferred
+async def test_a_users_own_limits_override_the_fraud_section(guarded):
+    """tb_user callbacksperhour = 0 lifts the hourly limit for alice, maxcalls = 2 lets her
+    have two calls at once; NULL (bob) follows [fraud]."""
+    h = guarded
+    h.sql("UPDATE tb_user SET callbacksperhour = 0, maxcalls = 2 WHERE username = 'alice'")
+    h.sql("INSERT INTO tb_user (username, password, credit) VALUES ('bob', 'builder', 5)")
+    first, a1, b1 = await h.bridged()
+    second = await h.alices_callback(bnum="4420222")
+    a2 = await h.leg(3)
+    a2.far_answers()
+    await h.advance(5)
+    b2 = await h.leg(4)
+    b2.far_answers()
+    await h.until(lambda: h.status(second)[0] == "bridged")
+    third = await h.alices_callback(bnum="4420333")  # not refused: her hourly limit is off
+    await h.until(lambda: h.status(third)[0] == "failed")
+    assert h.status(third)[1] == "2 calls in progress already (at most 2 at once)"
+    bob = CallbackRequest(anum="4917099", bnum="4420111", source="http", username="bob",
+                          password="builder")
+    await h.dispatcher.submit(bob)
+    why = await refused(h.dispatcher.submit(bob), LimitReached)
+    assert why == "too many callback requests: 1 in the last hour (at most 1)"
