@@ -186,7 +186,8 @@ class Dispatcher(Service):
         per_user, cap = limits.per_hour, limits.daily_cap
         if not (per_user or fraud.anumber_per_hour or cap):
             return
-        used = yield self._root.store.usage.recent(user.id if user else None, anum, 3600)
+        used = yield self._root.store.usage.recent(
+            user.id if user else None, anum, 3600, per_user, fraud.anumber_per_hour)
         refusal, retry = None, _RETRY_HOURLY
         if per_user and used.by_user >= per_user:
             refusal = (f"too many callback requests: {used.by_user} in the last hour "

@@ -64,6 +64,7 @@ class SipLeg(LegBase):
         # caller itself, should the worker die first (transport, source, header lines).
         self.undecided: tuple[str, str, list[str]] | None = None
         self.abandoned = False  # originate was cancelled after the INVITE went out
+        self.hanging_up = False  # our hangup is on its way: nothing more is played
 
     @property
     def worker(self) -> int:
@@ -86,6 +87,8 @@ class SipLeg(LegBase):
 
     def play(self, paths):
         self._live()
+        if self.hanging_up:
+            raise LegGone(f"leg {self.id} is being hung up")
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         play_id = next(self._bridge.play_ids)
@@ -120,6 +123,7 @@ class SipLeg(LegBase):
             # A dead worker's legs are all ended by workerEnded, in this same turn.
             return defer.succeed(None)
         self.undecided = None
+        self.hanging_up = True
         # The worker may have ended the call already (a BYE crossing ours, or a second
         # hangup before the first one was reported): a leg gone is a leg hung up.
         return self._call(cmd.Hangup, code=code or 0).addErrback(_already_gone)

@@ -9,11 +9,15 @@ from twisted.internet import defer
 
 from mizu.billing.rating import normalise_number
 
+# Each count stops at its limit: what it reads is bounded by the limit, however many
+# rows a user or a number has in the window (a flood refused is not counted again).
 _RECENT = (
-    "SELECT (SELECT count(*) FROM tb_callbacks WHERE userid = %(user)s"
-    "         AND created > now() - %(within)s * interval '1 second'),"
-    " (SELECT count(*) FROM tb_callbacks WHERE anum = ANY(%(anums)s)"
-    "         AND created > now() - %(within)s * interval '1 second'),"
+    "SELECT (SELECT count(*) FROM (SELECT 1 FROM tb_callbacks WHERE userid = %(user)s"
+    "         AND created > now() - %(within)s * interval '1 second'"
+    "         LIMIT %(user_limit)s) u),"
+    " (SELECT count(*) FROM (SELECT 1 FROM tb_callbacks WHERE anum = ANY(%(anums)s)"
+    "         AND created > now() - %(within)s * interval '1 second'"
+    "         LIMIT %(anum_limit)s) a),"
     " (SELECT coalesce(sum(cost), 0) FROM tb_cdrs WHERE userid = %(user)s"
     "         AND starttime >= date_trunc('day', now(), 'UTC'))")
 
@@ -42,9 +46,11 @@ class Usage:
         self._pool = pool
 
     @defer.inlineCallbacks
-    def recent(self, userid: int | None, anum: str, within: float = 3600):
+    def recent(self, userid: int | None, anum: str, within: float = 3600,
+               user_limit: int = 0, anum_limit: int = 0):
+        """Counts up to ``user_limit`` and ``anum_limit`` (0: not counted)."""
         rows = yield self._pool.runQuery(_RECENT, {
             "user": userid, "anums": spellings(anum) if anum else [],
-            "within": float(within)})
+            "within": float(within), "user_limit": user_limit, "anum_limit": anum_limit})
         by_user, by_anumber, spent = rows[0]
         return Recent(by_user, by_anumber, spent)

@@ -33,6 +33,12 @@ def with_fraud(**kwargs):
     return pytest.mark.parametrize("guarded", [fraud], indirect=True)
 
 
+async def write(h, statement):
+    """A change while the dispatcher runs: through mizu's pool, so that the reactor turns
+    (a blocking ``h.sql`` waiting on a row lock of a claim in flight would wait for ever)."""
+    await h.root.store.runOperation(statement)
+
+
 async def refused(d, error):
     try:
         await d
@@ -108,7 +114,7 @@ async def test_a_user_may_request_callbacks_per_hour(guarded):
     assert why == "too many callback requests: 2 in the last hour (at most 2)"
     # The operator's console is not counted.
     await h.dispatcher.submit(CallbackRequest(anum="4917004", username="alice", trusted=True))
-    h.sql("UPDATE tb_callbacks SET created = now() - interval '61 minutes'")
+    await write(h, "UPDATE tb_callbacks SET created = now() - interval '61 minutes'")
     await h.dispatcher.submit(http(anum="4917005"))
     assert h.sql("SELECT count(*) FROM tb_callbacks")[0][0] == 4
 
@@ -159,7 +165,7 @@ async def test_the_daily_spend_cap_cuts_the_call_and_refuses_the_next(guarded):
     assert Decimal("0.3") < spent <= Decimal("0.5")
     assert spent == sum(r[4] for r in h.cdrs(cbid))
     # The harness's clock is in 1970: date the CDRs today, as a real call's would be.
-    h.sql("UPDATE tb_cdrs SET starttime = now(), answertime = now(), endtime = now()")
+    await write(h, "UPDATE tb_cdrs SET starttime = now(), answertime = now(), endtime = now()")
     # What is left of the cap cannot pay for A's first minute: the next is not dialled.
     legs = len(h.fake.originated)
     nxt = await h.dispatcher.submit(http(bnum="4420999"))
@@ -167,7 +173,7 @@ async def test_the_daily_spend_cap_cuts_the_call_and_refuses_the_next(guarded):
     assert h.status(nxt)[1].startswith("the daily spend limit of 0.5000 is reached")
     assert len(h.fake.originated) == legs
     # Once the day's charges reach the cap, requests are refused when they are made.
-    h.sql("UPDATE tb_cdrs SET cost = 0.5 WHERE id = (SELECT min(id) FROM tb_cdrs)")
+    await write(h, "UPDATE tb_cdrs SET cost = 0.5 WHERE id = (SELECT min(id) FROM tb_cdrs)")
     why = await refused(h.dispatcher.submit(http(bnum="4420999")), LimitReached)
     assert why == "the daily spend limit of 0.50 is reached"
 
