@@ -249,9 +249,10 @@ def _parse_addresses(text: str) -> tuple[str, ...]:
 
 
 def _parse_prefixes(text: str) -> tuple[str, ...]:
-    prefixes = tuple(part.strip().lstrip("+") for part in text.replace(",", " ").split())
-    for prefix in prefixes:
-        if not (prefix.isdecimal() and prefix.isascii()):
+    prefixes = tuple(part.strip() for part in text.replace(",", " ").split())
+    for prefix in prefixes:  # as numbers are written: a leading + or 00 is dropped in use
+        digits = prefix[1:] if prefix.startswith("+") else prefix
+        if not (digits.isdecimal() and digits.isascii()):
             raise ValueError(f"expected number prefixes (digits), got {prefix!r}")
     return prefixes
 

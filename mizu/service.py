@@ -94,9 +94,9 @@ class MizuService(MultiService):
         """Drain first (no more claims, incoming calls refused), then stop the children in
         reverse; the SIP bridge gives live calls ``[sip] shutdown_grace`` seconds."""
         Service.stopService(self)
-        for child in self:
-            if getattr(child, "draining", True) is False and child.running:
-                child.drain()
+        dispatcher = next((child for child in self if child.name == "dispatcher"), None)
+        if dispatcher is not None and dispatcher.running and not dispatcher.draining:
+            dispatcher.drain()
         for child in reversed(list(self)):
             if child.running:
                 try:

@@ -71,7 +71,7 @@ class Tables:
                 errors.append(f"tb_ccampaigns id {cid} ({name}): no IVR script {script!r} "
                               f"(known: {', '.join(sorted(scripts))})")
             campaigns[cid] = Campaign(cid, name, script)
-        blocked = list(config.fraud.blocked_prefixes)
+        blocked = [normalise_number(prefix) for prefix in config.fraud.blocked_prefixes]
         if config.fraud.blocklist:
             try:
                 blocked += read_blocklist(config.fraud.blocklist)
@@ -115,7 +115,7 @@ def read_blocklist(path: str) -> list[str]:
         text = line.split("#", 1)[0].strip().replace(" ", "").replace("-", "")
         if not text:
             continue
-        digits = normalise_number(text) if text[:1] == "+" or text[:2] == "00" else text
+        digits = normalise_number(text)
         if not digits.isdecimal() or not digits.isascii():
             errors.append(f"[fraud] blocklist {path} line {n}: not a number prefix: "
                           f"{line.strip()!r}")

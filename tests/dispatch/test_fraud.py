@@ -230,3 +230,15 @@ async def test_a_users_own_limits_override_the_fraud_section(guarded):
     await h.dispatcher.submit(bob)
     why = await refused(h.dispatcher.submit(bob), LimitReached)
     assert why == "too many callback requests: 1 in the last hour (at most 1)"
+
+
+@with_fraud(blocked_prefixes=("+4420794", "0049301"))
+@pytest_twisted.ensureDeferred
+async def test_blocked_prefixes_may_be_written_as_numbers_are(guarded):
+    """A prefix written with + or 00 blocks the numbers it names, however they are spelled."""
+    h = guarded
+    assert "4420794 is a blocked" in await refused(
+        h.dispatcher.submit(http(bnum="442079460000")), Blocked)
+    assert "49301 is a blocked" in await refused(
+        h.dispatcher.submit(http(anum="+4930123")), Blocked)
+    await h.dispatcher.submit(http(bnum="4420111"))
