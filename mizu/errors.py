@@ -21,15 +21,20 @@ class ConfigError(MizuError):
 
 
 class StoreError(MizuError):
-    """The database failed or could not be reached; wraps the driver's error."""
+    """The database failed or could not be reached; wraps the driver's error.
+
+    ``transient``: the same statement may succeed later (a lost connection, a deadlock, a
+    full disk, a server shutting down), unlike a statement the server refuses as such."""
 
     code = "store"
+    transient = False
 
 
 class StoreUnavailable(StoreError):
     """No live database connection right now; the pool is reconnecting."""
 
     code = "store-unavailable"
+    transient = True
 
 
 class SchemaTooNew(StoreError):

@@ -404,15 +404,20 @@ class CallSession(CreditCut):
 
     @defer.inlineCallbacks
     def _store_settlement(self, cdrs, callback):
-        """``ledger.settle``, tried again while the database is away (``StoreError``), so
-        what a call cost is never dropped; the CDRs are closed already, so heartbeats no
-        longer stretch them meanwhile. Any other error is logged and left to recovery."""
+        """``ledger.settle``, tried again while the database is away (a transient
+        ``StoreError``), so what a call cost is never dropped; the CDRs are closed already,
+        so heartbeats no longer stretch them meanwhile. Any other error is logged and left
+        to recovery."""
         delay = 1.0
         while True:
             try:
                 return (yield self.core.store.ledger.settle(
                     self.user.id if self.user else None, self.key, cdrs, callback))
             except StoreError as e:
+                if not e.transient:
+                    log.failure("settling {key} refused by the database; recovery will"
+                                " settle it", key=self.key)
+                    return None
                 log.warn("settling {key} not stored ({e}); trying again in {delay} s",
                          key=self.key, e=e, delay=delay)
                 yield task.deferLater(self.core.clock, delay, lambda: None)

@@ -54,6 +54,8 @@ def wrap_error(failure: Failure) -> Failure:
         exc = failure.value
         wrapped = StoreError(f"database error {exc.pgcode or ''}: {_first_line(failure)}".strip())
         wrapped.pgcode = exc.pgcode
+        # rollbacks (deadlock, serialisation) and a server short of resources pass
+        wrapped.transient = code[:2] in ("40", *_SERVER_TROUBLE)
         return Failure(wrapped)
     return failure
 

@@ -8,7 +8,7 @@ import pytest_twisted
 
 from mizu.config import FraudConfig, load_config
 from mizu.dispatch.request import CallbackRequest
-from mizu.errors import Blocked, ConfigError, LimitReached, StoreUnavailable
+from mizu.errors import Blocked, ConfigError, LimitReached, StoreError, StoreUnavailable
 from tests.dispatch.test_flows import alice, start_harness, stop_harness
 
 OFF = FraudConfig(max_calls_per_user=0, callbacks_per_hour=0, anumber_per_hour=0,
@@ -242,3 +242,23 @@ async def test_blocked_prefixes_may_be_written_as_numbers_are(guarded):
     assert "49301 is a blocked" in await refused(
         h.dispatcher.submit(http(anum="+4930123")), Blocked)
     await h.dispatcher.submit(http(bnum="4420111"))
+
+
+@with_fraud()
+@pytest_twisted.ensureDeferred
+async def test_a_settlement_the_database_refuses_is_not_tried_for_ever(guarded):
+    """A statement refused as such (not an outage) is left to recovery at once: the session
+    ends instead of trying again every 30 s for ever."""
+    h = guarded
+    calls = []
+
+    def refusing(*args, **kwargs):
+        calls.append(args[1])
+        raise StoreError("database error 23514: new row violates check constraint")
+
+    cbid, a, b = await h.bridged()
+    h.root.store.ledger.settle = refusing
+    b.far_hangs_up()
+    await h.until(lambda: not h.dispatcher.sessions, limit=20)
+    await h.advance(60, step=1)
+    assert calls == [f"cb{cbid}"]
