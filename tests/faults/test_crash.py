@@ -133,11 +133,21 @@ def callback(sql, alice, anum, bnum, due="0"):
                " RETURNING id", (alice, anum, bnum, due))[0][0]
 
 
-def stop(*procs):
-    for proc in procs:
+async def clean_up(twistds=(), pids=(), sipps=(), media=()):
+    """After a test, passed or failed: no twistd, orphaned worker, SIPp or RTP socket is
+    left behind."""
+    for proc in twistds:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+    for pid in pids:
+        if pid is not None and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    for proc in sipps:
+        if proc is not None and not proc.done.called:
+            proc.kill()
+    for peer in media:
+        await peer.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -250,15 +260,8 @@ async def test_kill_9_with_a_full_queue_and_bridged_calls(tmp_path, database, sq
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == -signal.SIGTERM
     finally:
-        stop(first, second)
-        for pid in workers:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        for proc in (answer, b, ring, busy):
-            if proc is not None and not proc.done.called:
-                proc.kill()
-        for peer, _ in media:
-            await peer.close()
+        await clean_up((first, second), workers, (answer, b, ring, busy),
+                       [peer for peer, _ in media])
 
 
 
@@ -331,15 +334,8 @@ async def test_kill_9_redials_only_the_callback_whose_a_never_answered(tmp_path,
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == -signal.SIGTERM
     finally:
-        stop(first, second)
-        for pid in workers:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        for proc in (answer, b, ring, busy):
-            if proc is not None and not proc.done.called:
-                proc.kill()
-        for peer, _ in media:
-            await peer.close()
+        await clean_up((first, second), workers, (answer, b, ring, busy),
+                       [peer for peer, _ in media])
 
 
 def worker_pids(text: str, index: int) -> list[int]:
@@ -452,12 +448,8 @@ async def test_kill_9_of_one_worker_under_bridged_calls(tmp_path, database, sql)
         # X's far ends got no BYE: the dead worker held their dialogs (see the report)
         assert invite_port(peers["ax"][1], "4916001") == sip_port
     finally:
-        stop(twistd)
-        for proc, _ in peers.values():
-            if not proc.done.called:
-                proc.kill()
-        for peer, _ in media.values():
-            await peer.close()
+        await clean_up((twistd,), (), [proc for proc, _ in peers.values()],
+                       [peer for peer, _ in media.values()])
 
 
 @pytest_twisted.ensureDeferred
@@ -498,11 +490,7 @@ async def test_kill_9_of_a_worker_with_a_setup_in_flight(tmp_path, database, sql
         twistd.send_signal(signal.SIGTERM)
         assert twistd.wait(timeout=30) == -signal.SIGTERM
     finally:
-        stop(twistd)
-        if pid0 is not None and alive(pid0):
-            os.kill(pid0, signal.SIGKILL)
-        if not busy.done.called:
-            busy.kill()
+        await clean_up((twistd,), (pid0,), (busy,))
 
 
 @pytest_twisted.ensureDeferred
@@ -554,11 +542,5 @@ async def test_a_hung_worker_is_killed_and_its_calls_end(tmp_path, database, sql
         twistd.send_signal(signal.SIGTERM)
         assert twistd.wait(timeout=30) == -signal.SIGTERM
     finally:
-        stop(twistd)
-        if pid0 is not None and alive(pid0):
-            os.kill(pid0, signal.SIGKILL)
-        for proc, _ in peers.values():
-            if not proc.done.called:
-                proc.kill()
-        for peer, _ in media.values():
-            await peer.close()
+        await clean_up((twistd,), (pid0,), [proc for proc, _ in peers.values()],
+                       [peer for peer, _ in media.values()])

@@ -169,6 +169,20 @@ def check_http_answers(stream: Stream, dsn):
     assert left == [], f"Idempotency-Keys claimed for requests never stored: {left}"
 
 
+async def bridged_callback(dsn, alice):
+    """alice's callback A_NUMBER -> B_NUMBER queued by SQL, once bridged through SIPp:
+    (its id, a function that reads its status)."""
+    (cbid,), = query(dsn, "INSERT INTO tb_callbacks (userid, anum, bnum, source, status)"
+                          " VALUES (%s, %s, %s, 'db', 'pending') RETURNING id",
+                     (alice, A_NUMBER, B_NUMBER))
+
+    def status():
+        return query(dsn, "SELECT status FROM tb_callbacks WHERE id = %s", (cbid,))[0][0]
+
+    await wait_until(lambda: status() == "bridged", 20, "the bridged call")
+    return cbid, status
+
+
 @pytest_twisted.ensureDeferred
 async def test_postgres_restarted_under_http_load_with_a_bridged_call(tmp_path, cluster):
     """twistd mizu on a private PostgreSQL; a callback bridged through SIPp; HTTP callback
@@ -217,14 +231,7 @@ async def test_postgres_restarted_under_http_load_with_a_bridged_call(tmp_path, 
     stream = Stream(http_port)
     try:
         await logged(tmp_path, proc, "mizu.log", f"mizu {__version__} ready")
-        (cbid,), = query(dsn, "INSERT INTO tb_callbacks (userid, anum, bnum, source, status)"
-                              " VALUES (%s, %s, %s, 'db', 'pending') RETURNING id",
-                         (alice, A_NUMBER, B_NUMBER))
-
-        def status():
-            return query(dsn, "SELECT status FROM tb_callbacks WHERE id = %s", (cbid,))[0][0]
-
-        await wait_until(lambda: status() == "bridged", 20, "the bridged call")
+        cbid, status = await bridged_callback(dsn, alice)
         rtp_b.start_tone()
         stream.start()
         await sleep(1.5)
@@ -445,14 +452,7 @@ async def test_embedded_database_disk_full(tmp_path, small_disk):
             seq = await smsc.deliver(sender, "4000", gsm_hex("CB 4420111"))
             return (await smsc.wait_for("deliver_sm_resp", seq=seq))["status"]
 
-        (cbid,), = query(dsn, "INSERT INTO tb_callbacks (userid, anum, bnum, source, status)"
-                              " VALUES (%s, %s, %s, 'db', 'pending') RETURNING id",
-                         (alice, A_NUMBER, B_NUMBER))
-
-        def status():
-            return query(dsn, "SELECT status FROM tb_callbacks WHERE id = %s", (cbid,))[0][0]
-
-        await wait_until(lambda: status() == "bridged", 20, "the bridged call")
+        cbid, status = await bridged_callback(dsn, alice)
         rtp_b.start_tone()
 
         filled = small_disk.fill()
