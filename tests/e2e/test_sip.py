@@ -125,7 +125,9 @@ async def test_originated_call_hears_the_prompt(mizu):
     assert leg.events.seen("legRinging")
     assert rtp.loud_packets() == 0  # silence before the prompt
     play_id = leg.play([PROMPT, PROMPT])
-    await wait_until(lambda: leg.events.seen("legPlayDone"), what="the prompt's end")
+    # The prompt runs 4.3 s, so the two take 8.7 s: wait twice that, not 10 s (a loaded CI
+    # machine missed that by a little once).
+    await wait_until(lambda: leg.events.seen("legPlayDone"), 17.5, "the prompt's end")
     assert leg.events.seen("legPlayDone") == [("legPlayDone", leg.id, play_id)]  # once
     assert rtp.loud_packets() > 100  # the prompt twice: several seconds of speech
     status = mizu.status_lines()
